@@ -1,0 +1,64 @@
+package v1alpha1
+
+// Condition types. Ready, Reconciling and Stalled follow the kstatus
+// conventions, so Flux, Argo CD and `kubectl wait` understand them.
+const (
+	// ConditionReady is True when the object is doing its job: for a
+	// ServiceToken, the Secret holds a credential Cloudflare accepts; for an
+	// account, its credentials Secret is readable and valid.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the operator is working towards the
+	// desired state (creating, rotating, retrying a transient failure).
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when the operator cannot make progress without
+	// a change from a person (spec, credentials, a conflicting Secret).
+	ConditionStalled = "Stalled"
+)
+
+// Condition reasons. Each one is documented in docs/troubleshooting.md.
+const (
+	ReasonReady              = "Ready"
+	ReasonProgressing        = "Progressing"
+	ReasonCreating           = "Creating"
+	ReasonRotating           = "Rotating"
+	ReasonRefreshing         = "Refreshing"
+	ReasonUpdating           = "Updating"
+	ReasonDeleting           = "Deleting"
+	ReasonAccountNotFound    = "AccountNotFound"
+	ReasonAccountNotReady    = "AccountNotReady"
+	ReasonAccountNotAllowed  = "AccountNotAllowed"
+	ReasonCredentialsInvalid = "CredentialsInvalid"
+	ReasonCredentialsMissing = "CredentialsMissing"
+	ReasonUnauthorized       = "Unauthorized"
+	ReasonInvalidSpec        = "InvalidSpec"
+	ReasonSecretConflict     = "SecretConflict"
+	ReasonRateLimited        = "RateLimited"
+	ReasonCloudflareError    = "CloudflareError"
+	ReasonDeletionBlocked    = "DeletionBlocked"
+)
+
+// Annotations that request a one-off action on a ServiceToken. Any new value
+// (a timestamp is customary) triggers the action once; the handled value is
+// echoed into status.lastHandledRotateRequest / lastHandledRefreshRequest.
+const (
+	AnnotationRotateRequestedAt  = "access.servicetoken.dev/rotate-requested-at"
+	AnnotationRefreshRequestedAt = "access.servicetoken.dev/refresh-requested-at"
+	// AnnotationForceDelete releases a ServiceToken whose Cloudflare token can
+	// no longer be deleted (account or credentials gone): set it to "true" and
+	// the finalizer is removed without deleting the token in Cloudflare.
+	AnnotationForceDelete = "access.servicetoken.dev/force-delete"
+)
+
+// Labels and annotations the operator puts on the Secrets it manages.
+const (
+	// LabelManaged marks a Secret as written by this operator. Only Secrets
+	// with this label are cached, so unrelated Secrets cost no memory.
+	LabelManaged = "access.servicetoken.dev/managed"
+	// AnnotationTokenID and AnnotationExpiresAt tell consumers which token the
+	// Secret holds and when it expires (RFC 3339, empty for "forever").
+	AnnotationTokenID   = "access.servicetoken.dev/token-id"
+	AnnotationExpiresAt = "access.servicetoken.dev/expires-at"
+)
+
+// Finalizer keeps a ServiceToken until its Cloudflare token is deleted (or orphaned).
+const Finalizer = "access.servicetoken.dev/finalizer"

@@ -1,0 +1,176 @@
+package v1alpha1
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ParseTokenDuration parses a ServiceToken duration: a Go duration of at
+// least one minute, or "forever" (forever=true, d=0).
+func ParseTokenDuration(s string) (d time.Duration, forever bool, err error) {
+	if s == DurationForever {
+		return 0, true, nil
+	}
+	d, err = time.ParseDuration(s)
+	if err != nil {
+		return 0, false, fmt.Errorf("invalid duration %q: want a Go duration such as 720h, or forever", s)
+	}
+	if d < time.Minute {
+		return 0, false, fmt.Errorf("invalid duration %q: must be at least 1m, or forever", s)
+	}
+	return d, false, nil
+}
+
+// Effective returns the settings of a ServiceToken with every default applied.
+// The spec itself is never modified.
+type Effective struct {
+	TokenName       string
+	Duration        string // as sent to Cloudflare
+	DurationValue   time.Duration
+	Forever         bool
+	Enabled         bool
+	RenewBefore     time.Duration
+	RenewalAction   RenewalAction
+	RotateEvery     time.Duration // 0: no routine rotation
+	GracePeriod     time.Duration
+	SecretName      string
+	ClientIDKey     string
+	ClientSecretKey string
+	DeletionPolicy  DeletionPolicy
+	AccountKind     string
+}
+
+// Effective computes the ServiceToken's settings with defaults applied. It
+// fails only for values the schema should have rejected (a defence against
+// objects stored before a validation rule existed).
+func (st *ServiceToken) Effective() (Effective, error) {
+	s := st.Spec
+	e := Effective{
+		TokenName:       s.TokenName,
+		Duration:        s.Duration,
+		Enabled:         s.Enabled == nil || *s.Enabled,
+		RenewalAction:   RenewalRefresh,
+		SecretName:      st.Name,
+		ClientIDKey:     DefaultClientIDKey,
+		ClientSecretKey: DefaultClientSecretKey,
+		DeletionPolicy:  DeletionDelete,
+		AccountKind:     KindCloudflareAccount,
+	}
+	if e.TokenName == "" {
+		e.TokenName = DefaultTokenName(st.Namespace, st.Name)
+	}
+	if e.Duration == "" {
+		e.Duration = DefaultDuration
+	}
+	var err error
+	if e.DurationValue, e.Forever, err = ParseTokenDuration(e.Duration); err != nil {
+		return e, err
+	}
+	e.RenewBefore = e.DurationValue / 3
+	if r := s.Renewal; r != nil {
+		if e.RenewBefore, err = parseOptional("renewal.before", r.Before, e.RenewBefore); err != nil {
+			return e, err
+		}
+		if r.Action != "" {
+			e.RenewalAction = r.Action
+		}
+	}
+	if !e.Forever && (e.RenewBefore <= 0 || e.RenewBefore >= e.DurationValue) {
+		return e, fmt.Errorf("renewal.before %s must be greater than 0 and shorter than duration %s", e.RenewBefore, e.Duration)
+	}
+	e.GracePeriod = 24 * time.Hour
+	if r := s.Rotation; r != nil {
+		if e.RotateEvery, err = parseOptional("rotation.every", r.Every, 0); err != nil {
+			return e, err
+		}
+		if e.GracePeriod, err = parseOptional("rotation.gracePeriod", r.GracePeriod, e.GracePeriod); err != nil {
+			return e, err
+		}
+	}
+	if e.GracePeriod < 0 {
+		return e, fmt.Errorf("rotation.gracePeriod %s must not be negative", e.GracePeriod)
+	}
+	if e.RotateEvery > 0 && e.GracePeriod > e.RotateEvery {
+		// Cloudflare keeps one previous secret: a longer grace would be cut
+		// short by the next rotation anyway.
+		e.GracePeriod = e.RotateEvery
+	}
+	if sec := s.Secret; sec != nil {
+		if sec.Name != "" {
+			e.SecretName = sec.Name
+		}
+		if k := sec.Keys; k != nil {
+			if k.ClientID != "" {
+				e.ClientIDKey = k.ClientID
+			}
+			if k.ClientSecret != "" {
+				e.ClientSecretKey = k.ClientSecret
+			}
+		}
+	}
+	if e.ClientIDKey == e.ClientSecretKey {
+		return e, fmt.Errorf("secret.keys.clientID and secret.keys.clientSecret are both %q", e.ClientIDKey)
+	}
+	if s.DeletionPolicy != "" {
+		e.DeletionPolicy = s.DeletionPolicy
+	}
+	if s.AccountRef.Kind != "" {
+		e.AccountKind = s.AccountRef.Kind
+	}
+	return e, nil
+}
+
+// parseOptional parses an optional Go duration field, returning def when unset.
+func parseOptional(field, value string, def time.Duration) (time.Duration, error) {
+	if value == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(value)
+	if err != nil {
+		return 0, fmt.Errorf("invalid %s %q: want a Go duration such as 24h", field, value)
+	}
+	return d, nil
+}
+
+// DefaultTokenName is the Cloudflare token name of a ServiceToken without
+// spec.tokenName: unique in a cluster, since neither part can contain "/".
+func DefaultTokenName(namespace, name string) string {
+	return namespace + "/" + name
+}
+
+// EffectiveRateLimit returns the account's budget with defaults applied.
+func (a AccountSettings) EffectiveRateLimit() (requests int, period time.Duration) {
+	requests, period = DefaultRateLimitRequests, 5*time.Minute
+	if rl := a.RateLimit; rl != nil {
+		if rl.Requests != nil && *rl.Requests > 0 {
+			requests = int(*rl.Requests)
+		}
+		if d, err := time.ParseDuration(rl.Period); err == nil && d > 0 {
+			period = d
+		}
+	}
+	return requests, period
+}
+
+// EffectiveAPIURL returns the account's API base URL, or fallback when unset.
+func (a AccountSettings) EffectiveAPIURL(fallback string) string {
+	if a.APIURL != "" {
+		return strings.TrimRight(a.APIURL, "/")
+	}
+	if fallback != "" {
+		return strings.TrimRight(fallback, "/")
+	}
+	return DefaultAPIURL
+}
+
+// Legacy reports whether the keys select the legacy API key + e-mail scheme.
+func (k CredentialsKeys) Legacy() bool { return k.APIKeyKey != "" }
+
+// TokenKey returns the Secret key of the API token, with its default.
+func (k CredentialsKeys) TokenKey() string {
+	if k.APITokenKey != "" {
+		return k.APITokenKey
+	}
+	return DefaultAPITokenKey
+}

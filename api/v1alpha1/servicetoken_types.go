@@ -1,0 +1,343 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Defaults for ServiceToken fields, applied in code when a field is unset.
+const (
+	DurationForever          = "forever"
+	DefaultDuration          = "8760h"
+	DefaultGracePeriod       = "24h"
+	DefaultClientIDKey       = "client_id"
+	DefaultClientSecretKey   = "client_secret"
+	KindCloudflareAccount    = "CloudflareAccount"
+	KindClusterCloudflareAcc = "ClusterCloudflareAccount"
+)
+
+// RenewalAction is what the operator does when a token's expiry gets close.
+// +kubebuilder:validation:Enum=Refresh;Rotate
+type RenewalAction string
+
+const (
+	// RenewalRefresh extends the expiry; the secret stays the same.
+	RenewalRefresh RenewalAction = "Refresh"
+	// RenewalRotate issues a new secret (and a new expiry); the previous
+	// secret keeps working for rotation.gracePeriod.
+	RenewalRotate RenewalAction = "Rotate"
+)
+
+// DeletionPolicy says what happens to the Cloudflare token when the
+// ServiceToken is deleted.
+// +kubebuilder:validation:Enum=Delete;Orphan
+type DeletionPolicy string
+
+const (
+	// DeletionDelete deletes the Cloudflare token (already gone is fine).
+	DeletionDelete DeletionPolicy = "Delete"
+	// DeletionOrphan leaves the Cloudflare token in place.
+	DeletionOrphan DeletionPolicy = "Orphan"
+)
+
+// AccountReference names the account a ServiceToken's token lives in.
+type AccountReference struct {
+	// kind of the account: CloudflareAccount (default; same namespace as the
+	// ServiceToken) or ClusterCloudflareAccount.
+	// +optional
+	// +kubebuilder:validation:Enum=CloudflareAccount;ClusterCloudflareAccount
+	Kind string `json:"kind,omitempty"`
+
+	// name of the account object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+}
+
+// Renewal says when and how a token is renewed before it expires.
+type Renewal struct {
+	// before is how long before expiry the token is renewed: renewal happens
+	// once expiresAt - now <= before. A Go duration shorter than
+	// spec.duration. Default: one third of spec.duration. Ignored for
+	// "forever" tokens, which never expire.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="renewal.before must be greater than 0"
+	Before string `json:"before,omitempty"`
+
+	// action when the renewal time is reached: Refresh (default) extends the
+	// expiry and keeps the secret; Rotate issues a new secret with a new
+	// expiry and keeps the previous secret valid for rotation.gracePeriod.
+	// +optional
+	Action RenewalAction `json:"action,omitempty"`
+}
+
+// Rotation configures routine rotation of the client secret.
+type Rotation struct {
+	// every rotates the client secret on this schedule (counted from the last
+	// rotation, or from creation), whatever the expiry. A Go duration of at
+	// least 1m. Unset: the secret is rotated only by renewal.action Rotate,
+	// on request, or to recover a lost secret.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="rotation.every must be at least 1m"
+	Every string `json:"every,omitempty"`
+
+	// gracePeriod is how long the previous client secret keeps working after
+	// any rotation, so workloads can pick up the new Secret. A Go duration;
+	// "0s" revokes the previous secret at once. Default: 24h. Cloudflare keeps
+	// at most one previous secret, so a rotation during a grace period ends
+	// the older secret's grace early; with rotation.every set, the grace is
+	// capped at every.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	GracePeriod string `json:"gracePeriod,omitempty"`
+}
+
+// SecretKeys names the keys of the generated Secret.
+// +kubebuilder:validation:XValidation:rule="(has(self.clientID) ? self.clientID : 'client_id') != (has(self.clientSecret) ? self.clientSecret : 'client_secret')",message="secret.keys.clientID and secret.keys.clientSecret must be different"
+type SecretKeys struct {
+	// clientID is the key for the client ID (sent as CF-Access-Client-Id).
+	// Default: client_id.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	ClientID string `json:"clientID,omitempty"`
+
+	// clientSecret is the key for the client secret (sent as
+	// CF-Access-Client-Secret). Default: client_secret.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	ClientSecret string `json:"clientSecret,omitempty"`
+}
+
+// SecretTemplate describes the Secret the credentials are written to.
+type SecretTemplate struct {
+	// name of the Secret, in the ServiceToken's namespace. Default: the
+	// ServiceToken's name. The Secret must not exist already unless this
+	// operator manages it (otherwise Ready=False, reason SecretConflict, and
+	// the Secret is left untouched). Changing the name moves the credential
+	// to a new Secret and deletes the old one.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name,omitempty"`
+
+	// keys names the Secret's data keys.
+	// +optional
+	Keys *SecretKeys `json:"keys,omitempty"`
+
+	// labels are added to the Secret. The ServiceToken's own labels are
+	// never copied (GitOps tools would prune the Secret as theirs).
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// annotations are added to the Secret, for example
+	// reloader.stakater.com/match: "true" to roll workloads on rotation.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// ServiceTokenSpec is the desired Cloudflare Access service token.
+// +kubebuilder:validation:XValidation:rule="!has(self.renewal) || !has(self.renewal.before) || (has(self.duration) && self.duration == 'forever') || duration(self.renewal.before) < duration(has(self.duration) ? self.duration : '8760h')",message="renewal.before must be shorter than duration"
+// +kubebuilder:validation:XValidation:rule="!has(self.rotation) || !has(self.rotation.every) || !has(self.rotation.gracePeriod) || duration(self.rotation.gracePeriod) <= duration(self.rotation.every)",message="rotation.gracePeriod must not be longer than rotation.every"
+// +kubebuilder:validation:XValidation:rule="has(self.zoneID) == has(oldSelf.zoneID)",message="zoneID is immutable: create a new ServiceToken to move a token between account and zone scope"
+type ServiceTokenSpec struct {
+	// accountRef names the CloudflareAccount (same namespace) or
+	// ClusterCloudflareAccount whose credentials and account this token uses.
+	// Immutable.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="accountRef is immutable: create a new ServiceToken to move a token to another account"
+	AccountRef AccountReference `json:"accountRef"`
+
+	// zoneID, when set, creates a zone-scoped token in this zone (32 hex
+	// characters) instead of an account-scoped one. Cloudflare offers no
+	// refresh or rotate for zone tokens: the operator refreshes by updating
+	// the duration and rotates by creating a replacement token. Immutable.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{32}$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="zoneID is immutable: create a new ServiceToken to move a token to another zone"
+	ZoneID string `json:"zoneID,omitempty"`
+
+	// tokenName is the token's name in Cloudflare. Default:
+	// "<namespace>/<name>" of this ServiceToken, unique in a cluster because
+	// neither part can contain "/". The operator finds its token by this name
+	// after a crash, so keep it unique in the account. Changing it renames the
+	// token in place; the secret stays valid.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=255
+	TokenName string `json:"tokenName,omitempty"`
+
+	// duration is how long the token is valid after creation or renewal: a Go
+	// duration of at least 1m (units ns, us, ms, s, m, h, e.g. "720h") or
+	// "forever" (never expires, never renewed on expiry). Default: 8760h (one
+	// year). Changing it updates the token in place and resets its expiry to
+	// now + duration; the secret stays valid.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:Pattern=`^(forever|([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+)$`
+	// +kubebuilder:validation:XValidation:rule="self == 'forever' || duration(self) >= duration('1m')",message="duration must be at least 1m, or forever"
+	Duration string `json:"duration,omitempty"`
+
+	// enabled: a disabled token keeps its identity and Secret, but neither its
+	// current nor its previous secret authenticates. Default: true. Changing
+	// it updates the token in place.
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// renewal says when and how the token is renewed as expiry gets close.
+	// +optional
+	Renewal *Renewal `json:"renewal,omitempty"`
+
+	// rotation configures routine rotation of the client secret and the grace
+	// period of the previous secret after any rotation.
+	// +optional
+	Rotation *Rotation `json:"rotation,omitempty"`
+
+	// secret describes the Secret the client ID and secret are written to.
+	// +optional
+	Secret *SecretTemplate `json:"secret,omitempty"`
+
+	// deletionPolicy: Delete (default) deletes the Cloudflare token when this
+	// object is deleted; Orphan leaves it in Cloudflare.
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// OperationType names a Cloudflare write whose outcome must survive a crash.
+// +kubebuilder:validation:Enum=Create;Rotate;Replace
+type OperationType string
+
+const (
+	// OperationCreate: a token is being created under status.pendingOperation.tokenName.
+	OperationCreate OperationType = "Create"
+	// OperationRotate: the token's secret is being rotated.
+	OperationRotate OperationType = "Rotate"
+	// OperationReplace: a zone token is being replaced by a new one.
+	OperationReplace OperationType = "Replace"
+)
+
+// PendingOperation records the intent to make a Cloudflare call that returns
+// a secret, before making it. After a crash or a lost response the operator
+// finds what happened by looking the token up, instead of guessing.
+type PendingOperation struct {
+	// type of the operation.
+	Type OperationType `json:"type"`
+	// tokenName the token is (being) created with.
+	// +optional
+	TokenName string `json:"tokenName,omitempty"`
+	// tokenID of the token being rotated or replaced.
+	// +optional
+	TokenID string `json:"tokenID,omitempty"`
+	// startedAt is when the operation was recorded.
+	StartedAt metav1.Time `json:"startedAt"`
+}
+
+// ServiceTokenStatus is the observed state of a ServiceToken. It never holds a secret.
+type ServiceTokenStatus struct {
+	// conditions: Ready (the Secret holds a credential Cloudflare accepts),
+	// Reconciling (work in progress) and Stalled (needs a person), as kstatus
+	// expects.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the generation of the spec last acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// tokenID is the Cloudflare service token's ID.
+	// +optional
+	TokenID string `json:"tokenID,omitempty"`
+	// clientID is the token's client ID (sent as CF-Access-Client-Id; not a secret).
+	// +optional
+	ClientID string `json:"clientID,omitempty"`
+	// tokenName is the token's name in Cloudflare.
+	// +optional
+	TokenName string `json:"tokenName,omitempty"`
+	// expiresAt is when the token expires, as Cloudflare reports it. Unset
+	// for a "forever" token.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// renewalTime is when the operator next refreshes or rotates the token.
+	// +optional
+	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
+	// lastRefreshTime is when the token's expiry was last extended.
+	// +optional
+	LastRefreshTime *metav1.Time `json:"lastRefreshTime,omitempty"`
+	// lastRotationTime is when the client secret was last issued (creation or rotation).
+	// +optional
+	LastRotationTime *metav1.Time `json:"lastRotationTime,omitempty"`
+	// previousSecretExpiresAt is when the previous client secret stops
+	// working after a rotation.
+	// +optional
+	PreviousSecretExpiresAt *metav1.Time `json:"previousSecretExpiresAt,omitempty"`
+	// previousTokenID is a replaced zone token that is deleted once
+	// previousSecretExpiresAt has passed.
+	// +optional
+	PreviousTokenID string `json:"previousTokenID,omitempty"`
+	// secretName is the Secret holding the credential.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+	// failedAttempts counts consecutive failed reconciles; the retry backoff
+	// grows with it and survives a restart. Reset by success or a spec change.
+	// +optional
+	FailedAttempts int32 `json:"failedAttempts,omitempty"`
+	// lastFailureTime is when the last failure happened.
+	// +optional
+	LastFailureTime *metav1.Time `json:"lastFailureTime,omitempty"`
+	// lastHandledRotateRequest echoes the value of the
+	// access.servicetoken.dev/rotate-requested-at annotation last acted on.
+	// +optional
+	LastHandledRotateRequest string `json:"lastHandledRotateRequest,omitempty"`
+	// lastHandledRefreshRequest echoes the value of the
+	// access.servicetoken.dev/refresh-requested-at annotation last acted on.
+	// +optional
+	LastHandledRefreshRequest string `json:"lastHandledRefreshRequest,omitempty"`
+	// pendingOperation is set just before a Cloudflare call that returns a
+	// secret and cleared once the secret is stored.
+	// +optional
+	PendingOperation *PendingOperation `json:"pendingOperation,omitempty"`
+}
+
+// ServiceToken is a Cloudflare Access service token whose client ID and
+// secret the operator keeps in a Secret, renewing and rotating it on schedule.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=cfst
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Token",type=string,JSONPath=`.status.tokenID`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.status.secretName`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type ServiceToken struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec ServiceTokenSpec `json:"spec"`
+	// +optional
+	Status ServiceTokenStatus `json:"status,omitempty"`
+}
+
+// ServiceTokenList is a list of ServiceToken.
+// +kubebuilder:object:root=true
+type ServiceTokenList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ServiceToken `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ServiceToken{}, &ServiceTokenList{})
+}
