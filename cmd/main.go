@@ -11,17 +11,24 @@ import (
 	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+	"github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
+	"github.com/servicetoken-operator/servicetoken-operator/internal/controller"
+	"github.com/servicetoken-operator/servicetoken-operator/internal/metrics"
 )
 
 var scheme = runtime.NewScheme()
@@ -87,6 +94,10 @@ func run(o options) error {
 	if o.secureMetrics {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
+	managedSecrets, err := labels.Parse(v1alpha1.LabelManaged + "=true")
+	if err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
@@ -95,7 +106,12 @@ func run(o options) error {
 		LeaderElectionID:              "servicetoken-operator.access.servicetoken.dev",
 		LeaderElectionNamespace:       o.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cache.Options{DefaultNamespaces: namespaces(o.watchNamespaces)},
+		Cache: cache.Options{
+			DefaultNamespaces: namespaces(o.watchNamespaces),
+			// Only Secrets the operator manages are cached: unrelated Secrets
+			// in the cluster cost no memory.
+			ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: managedSecrets}},
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -112,8 +128,40 @@ func run(o options) error {
 	}); err != nil {
 		return err
 	}
+	if err := setupControllers(mgr, o); err != nil {
+		return err
+	}
 	log.Info("starting manager", "watchNamespaces", o.watchNamespaces, "leaderElect", o.leaderElect)
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// setupControllers wires the account and ServiceToken controllers.
+func setupControllers(mgr ctrl.Manager, o options) error {
+	clk := clock.RealClock{}
+	cloudflare.RegisterMetrics()
+	factory := cloudflare.NewFactory(cloudflare.FactoryOptions{Metrics: true, Clock: clk})
+	inventory := controller.NewInventory(clk)
+	accounts := &controller.Accounts{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Factory: factory, DefaultAPIURL: o.defaultAPIURL}
+	for _, kind := range []string{v1alpha1.KindCloudflareAccount, v1alpha1.KindClusterCloudflareAcc} {
+		r := &controller.AccountReconciler{Client: mgr.GetClient(), Kind: kind, Accounts: accounts, Inventory: inventory,
+			Clock: clk, DriftCheckPeriod: o.driftCheckPeriod}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up %s controller: %w", kind, err)
+		}
+	}
+	counters, err := metrics.Register(mgr.GetCache())
+	if err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	st := &controller.ServiceTokenReconciler{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("servicetoken-operator"),
+		Clock: clk, Accounts: accounts, Inventory: inventory, Metrics: counters,
+		Options: controller.Options{DriftCheckPeriod: o.driftCheckPeriod, MaxConcurrentReconciles: o.maxConcurrentReconciles},
+	}
+	if err := st.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up ServiceToken controller: %w", err)
+	}
+	return nil
 }
 
 // namespaces turns --watch-namespaces into cache options; nil watches all.

@@ -1,0 +1,206 @@
+// Command cfsim serves the Cloudflare Access service-token API simulator
+// (internal/cloudflare/sim) over HTTP, for demos, end-to-end tests and
+// benchmarks that run the operator against it as a separate process.
+//
+//	cfsim --accounts acc1 --zones zone1 --api-tokens 'writer,reader:read' --fault-rate 0.05
+//
+// The API is at http://<listen>/client/v4; the unauthenticated control
+// endpoints (tokens, verify, stats, faults) are under /_sim (see the sim
+// package). cfsim never logs a client secret, an API token or an API key.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare/sim"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "cfsim:", err)
+		os.Exit(2)
+	}
+}
+
+// config is what the flags say.
+type config struct {
+	listen string
+	opts   sim.Options
+}
+
+func parseFlags(args []string, output io.Writer) (config, error) {
+	fs := flag.NewFlagSet("cfsim", flag.ContinueOnError)
+	fs.SetOutput(output)
+	var (
+		c         config
+		accounts  = fs.String("accounts", "", "comma-separated account IDs the API knows")
+		zones     = fs.String("zones", "", "comma-separated zone IDs the API knows")
+		apiTokens = fs.String("api-tokens", "", "comma-separated API tokens; suffix one with :read to make it read-only (none and no --api-keys: any credential is accepted)")
+		apiKeys   = fs.String("api-keys", "", "comma-separated legacy email:key pairs")
+		rateLimit = fs.String("rate-limit", "1200/5m", "per-credential budget as requests/period; 0 or none for unlimited")
+		faultKind = fs.String("fault-kinds", "", "comma-separated fault kinds (5xx, 429, reset, latency, drop-response); empty for all")
+	)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8787", "address to listen on")
+	fs.DurationVar(&c.opts.Latency, "latency", 0, "latency added to every API request")
+	fs.Float64Var(&c.opts.Faults.Rate, "fault-rate", 0, "probability (0..1) that an API request gets a fault")
+	fs.DurationVar(&c.opts.Faults.LatencySpike, "latency-spike", 0, "delay of the latency fault (default 2s)")
+	fs.Int64Var(&c.opts.Seed, "seed", 0, "seed for IDs, secrets and faults (0: random)")
+	fs.BoolVar(&c.opts.RefreshFromNow, "refresh-from-now", false, "refresh counts the new expiry from now, not from the old expiry")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	c.opts.Accounts = splitList(*accounts)
+	c.opts.Zones = splitList(*zones)
+	for _, t := range splitList(*apiTokens) {
+		token, readOnly := strings.CutSuffix(t, ":read")
+		token = strings.TrimSuffix(token, ":write")
+		if token == "" {
+			return c, errors.New("--api-tokens: empty token")
+		}
+		c.opts.APITokens = append(c.opts.APITokens, sim.APIToken{Token: token, ReadOnly: readOnly})
+	}
+	for _, pair := range splitList(*apiKeys) {
+		email, key, ok := strings.Cut(pair, ":")
+		if !ok || email == "" || key == "" {
+			// Do not echo the pair: it holds a key.
+			return c, errors.New("--api-keys: want comma-separated email:key pairs")
+		}
+		c.opts.APIKeys = append(c.opts.APIKeys, sim.APIKey{Email: email, Key: key})
+	}
+	rl, err := parseRateLimit(*rateLimit)
+	if err != nil {
+		return c, fmt.Errorf("--rate-limit: %w", err)
+	}
+	c.opts.RateLimit = rl
+	if r := c.opts.Faults.Rate; r < 0 || r > 1 {
+		return c, fmt.Errorf("--fault-rate %v is outside 0..1", r)
+	}
+	for _, k := range splitList(*faultKind) {
+		kind, err := sim.ParseFaultKind(k)
+		if err != nil {
+			return c, fmt.Errorf("--fault-kinds: %w", err)
+		}
+		c.opts.Faults.Kinds = append(c.opts.Faults.Kinds, kind)
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// parseRateLimit reads "1200/5m"; "0" and "none" mean unlimited.
+func parseRateLimit(s string) (sim.RateLimit, error) {
+	s = strings.TrimSpace(s)
+	if s == "0" || strings.EqualFold(s, "none") {
+		return sim.RateLimit{Requests: -1}, nil
+	}
+	n, period, ok := strings.Cut(s, "/")
+	if !ok {
+		return sim.RateLimit{}, fmt.Errorf("want requests/period such as 1200/5m, or none; got %q", s)
+	}
+	requests, err := strconv.Atoi(n)
+	if err != nil || requests < 0 {
+		return sim.RateLimit{}, fmt.Errorf("bad request count %q", n)
+	}
+	d, err := time.ParseDuration(period)
+	if err != nil || d <= 0 {
+		return sim.RateLimit{}, fmt.Errorf("bad period %q", period)
+	}
+	if requests == 0 {
+		return sim.RateLimit{Requests: -1}, nil
+	}
+	return sim.RateLimit{Requests: requests, Period: d}, nil
+}
+
+// describe summarises the configuration for the start line: counts, never
+// the credentials themselves.
+func describe(c config, url string) string {
+	auth := fmt.Sprintf("%d API token(s), %d API key(s)", len(c.opts.APITokens), len(c.opts.APIKeys))
+	if len(c.opts.APITokens) == 0 && len(c.opts.APIKeys) == 0 {
+		auth = "any credential accepted"
+	}
+	rl := "unlimited"
+	if !c.opts.RateLimit.Unlimited() {
+		rl = fmt.Sprintf("%d/%s", c.opts.RateLimit.Requests, c.opts.RateLimit.Period)
+	}
+	kinds := "all"
+	if len(c.opts.Faults.Kinds) > 0 {
+		ks := make([]string, len(c.opts.Faults.Kinds))
+		for i, k := range c.opts.Faults.Kinds {
+			ks[i] = string(k)
+		}
+		kinds = strings.Join(ks, ",")
+	}
+	return fmt.Sprintf("cfsim: serving %s%s (accounts [%s], zones [%s]; auth: %s; rate limit %s; latency %s; faults %.3g of %s; control at %s/_sim)",
+		url, sim.APIPrefix, strings.Join(c.opts.Accounts, ","), strings.Join(c.opts.Zones, ","),
+		auth, rl, c.opts.Latency, c.opts.Faults.Rate, kinds, url)
+}
+
+// run serves until ctx ends, then shuts down gracefully. ready, if not nil,
+// receives the base URL once listening (for tests).
+func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- string) error {
+	c, err := parseFlags(args, logOut)
+	if err != nil {
+		return err
+	}
+	logger := log.New(logOut, "", log.LstdFlags)
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return err
+	}
+	url := "http://" + ln.Addr().String()
+	srv := &http.Server{
+		Handler:           sim.New(c.opts),
+		ReadHeaderTimeout: 10 * time.Second,
+		// net/http's own messages (TLS handshakes, bad requests) never hold a
+		// credential, but keep them in the same place as the start line.
+		ErrorLog: logger,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Print(describe(c, url))
+	if ready != nil {
+		ready <- url
+	}
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Print("cfsim: stopped")
+	return nil
+}

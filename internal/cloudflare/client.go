@@ -1,0 +1,377 @@
+package cloudflare
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/cloudflare/cloudflare-go/v7/option"
+	"github.com/cloudflare/cloudflare-go/v7/packages/pagination"
+	"github.com/cloudflare/cloudflare-go/v7/zero_trust"
+	"github.com/tidwall/gjson"
+	"k8s.io/utils/clock"
+)
+
+const (
+	// DefaultBaseURL is Cloudflare's API.
+	DefaultBaseURL = "https://api.cloudflare.com/client/v4"
+	// DefaultRequestTimeout bounds one HTTP request.
+	DefaultRequestTimeout = 30 * time.Second
+
+	perPage = 1000
+	// maxPages stops a buggy or hostile server from paging us forever.
+	maxPages = 1000
+)
+
+// client implements Client on the official SDK. The SDK never retries (we
+// have the rate limiter and the controllers' requeue for that, and a retried
+// POST can mint a second token) and every request has a timeout.
+type client struct {
+	svc         *zero_trust.AccessServiceTokenService
+	limiter     *Limiter
+	metrics     recorder
+	clock       clock.PassiveClock
+	credentials []string // API token/key, only to scrub them from error text
+}
+
+var _ Client = (*client)(nil)
+
+func newClient(cfg AccountConfig, httpClient *http.Client, timeout time.Duration, lim *Limiter, m recorder, clk clock.PassiveClock) *client {
+	opts := []option.RequestOption{
+		option.WithBaseURL(cfg.BaseURL),
+		option.WithHTTPClient(httpClient),
+		option.WithMaxRetries(0),
+		option.WithRequestTimeout(timeout),
+	}
+	if cfg.APIToken != "" {
+		opts = append(opts, option.WithAPIToken(cfg.APIToken))
+	} else {
+		opts = append(opts, option.WithAPIKey(cfg.APIKey), option.WithAPIEmail(cfg.Email))
+	}
+	return &client{
+		// Built directly rather than via cloudflare.NewClient, which would
+		// also read CLOUDFLARE_* environment variables.
+		svc:         zero_trust.NewAccessServiceTokenService(opts...),
+		limiter:     lim,
+		metrics:     m,
+		clock:       clk,
+		credentials: []string{cfg.APIToken, cfg.APIKey},
+	}
+}
+
+// call runs one SDK request through the limiter, records metrics and, on
+// failure, classifies it. On success the exchange holds the raw body.
+func (c *client) call(ctx context.Context, op string, do func(option.RequestOption) error) (*exchange, error) {
+	if err := c.limiter.Wait(ctx); err != nil {
+		if e, ok := err.(*Error); ok {
+			e.Op = op
+		}
+		return nil, err
+	}
+	x := &exchange{}
+	start := time.Now()
+	err := do(option.WithMiddleware(x.middleware))
+	if x.sent {
+		c.metrics.request(op, x.status, time.Since(start))
+	}
+	if err != nil || !x.ok() {
+		return nil, c.classify(op, x, err)
+	}
+	// A 2xx that says it failed is not a success we can act on.
+	if s := gjson.GetBytes(x.body, "success"); s.Exists() && !s.Bool() {
+		return nil, c.malformed(op, x)
+	}
+	return x, nil
+}
+
+// malformed reports a 2xx response we cannot use (e.g. no result id).
+func (c *client) malformed(op string, x *exchange) error {
+	return c.classify(op, x, nil)
+}
+
+func (c *client) List(ctx context.Context, scope Scope, opts ListOptions) ([]Token, error) {
+	if err := checkScope("list", scope); err != nil {
+		return nil, err
+	}
+	if scope.IsZone() {
+		return c.listZone(ctx, scope.ZoneID, opts.Name)
+	}
+	var out []Token
+	seen := map[string]bool{}
+	for page := int64(1); page <= maxPages; page++ {
+		var params zero_trust.AccessServiceTokenListParams
+		params.AccountID.Value, params.AccountID.Present = scope.AccountID, true
+		params.Page.Value, params.Page.Present = page, true
+		params.PerPage.Value, params.PerPage.Present = perPage, true
+		if opts.Name != "" {
+			params.Name.Value, params.Name.Present = opts.Name, true
+		}
+		var res *pagination.V4PagePaginationArray[zero_trust.ServiceToken]
+		x, err := c.call(ctx, "list", func(o option.RequestOption) (err error) {
+			res, err = c.svc.List(ctx, params, o)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		// Without a result array we know nothing; an empty list here would
+		// make a controller create duplicates.
+		if !gjson.GetBytes(x.body, "result").IsArray() {
+			return nil, c.malformed("list", x)
+		}
+		for _, t := range res.Result {
+			// Tokens created or deleted while we page shift items across
+			// pages; never report one twice. The name is checked again
+			// because ListOptions promises an exact match.
+			tok := tokenFromJSON(t.JSON.RawJSON())
+			if tok.ID != "" && !seen[tok.ID] && (opts.Name == "" || tok.Name == opts.Name) {
+				seen[tok.ID] = true
+				out = append(out, tok)
+			}
+		}
+		if lastPage(x.body, page, len(res.Result)) {
+			return out, nil
+		}
+	}
+	// A partial list is worse than none: it would look like missing tokens.
+	return nil, &Error{Kind: KindTransient, Op: "list", Message: "more than " + strconv.Itoa(maxPages) + " pages"}
+}
+
+// lastPage prefers result_info.total_pages and falls back to a short page.
+func lastPage(body []byte, page int64, n int) bool {
+	if total := gjson.GetBytes(body, "result_info.total_pages"); total.Exists() {
+		return page >= total.Int() || n == 0
+	}
+	return n < perPage
+}
+
+// listZone: the zone list takes no query parameters, so filter locally.
+func (c *client) listZone(ctx context.Context, zoneID, name string) ([]Token, error) {
+	var params zero_trust.AccessServiceTokenListParams
+	params.ZoneID.Value, params.ZoneID.Present = zoneID, true
+	var res *pagination.V4PagePaginationArray[zero_trust.ServiceToken]
+	x, err := c.call(ctx, "list", func(o option.RequestOption) (err error) {
+		res, err = c.svc.List(ctx, params, o)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !gjson.GetBytes(x.body, "result").IsArray() {
+		return nil, c.malformed("list", x)
+	}
+	var out []Token
+	for _, t := range res.Result {
+		if tok := tokenFromJSON(t.JSON.RawJSON()); tok.ID != "" && (name == "" || tok.Name == name) {
+			out = append(out, tok)
+		}
+	}
+	return out, nil
+}
+
+func (c *client) Get(ctx context.Context, scope Scope, id string) (Token, error) {
+	if err := checkScope("get", scope, id); err != nil {
+		return Token{}, err
+	}
+	params := scopeParams(scope)
+	var res *zero_trust.ServiceToken
+	x, err := c.call(ctx, "get", func(o option.RequestOption) (err error) {
+		res, err = c.svc.Get(ctx, id, params, o)
+		return err
+	})
+	if err != nil {
+		return Token{}, err
+	}
+	return c.token("get", x, res.JSON.RawJSON())
+}
+
+func (c *client) Create(ctx context.Context, scope Scope, spec TokenSpec) (Credentials, error) {
+	if err := checkScope("create", scope); err != nil {
+		return Credentials{}, err
+	}
+	var params zero_trust.AccessServiceTokenNewParams
+	sp := scopeParams(scope)
+	params.AccountID, params.ZoneID = sp.AccountID, sp.ZoneID
+	params.Name.Value, params.Name.Present = spec.Name, true
+	params.Enabled.Value, params.Enabled.Present = spec.Enabled, true
+	if spec.Duration != "" {
+		params.Duration.Value, params.Duration.Present = spec.Duration, true
+	}
+	var res *zero_trust.AccessServiceTokenNewResponse
+	x, err := c.call(ctx, "create", func(o option.RequestOption) (err error) {
+		res, err = c.svc.New(ctx, params, o)
+		return err
+	})
+	if err != nil {
+		return Credentials{}, err
+	}
+	return c.credentialsOf("create", x, res.JSON.RawJSON(), res.ClientSecret)
+}
+
+func (c *client) Update(ctx context.Context, scope Scope, id string, spec TokenSpec) (Token, error) {
+	if err := checkScope("update", scope, id); err != nil {
+		return Token{}, err
+	}
+	// PUT with only the fields we own: an empty duration is left alone.
+	var params zero_trust.AccessServiceTokenUpdateParams
+	sp := scopeParams(scope)
+	params.AccountID, params.ZoneID = sp.AccountID, sp.ZoneID
+	params.Name.Value, params.Name.Present = spec.Name, true
+	params.Enabled.Value, params.Enabled.Present = spec.Enabled, true
+	if spec.Duration != "" {
+		params.Duration.Value, params.Duration.Present = spec.Duration, true
+	}
+	var res *zero_trust.ServiceToken
+	x, err := c.call(ctx, "update", func(o option.RequestOption) (err error) {
+		res, err = c.svc.Update(ctx, id, params, o)
+		return err
+	})
+	if err != nil {
+		return Token{}, err
+	}
+	return c.token("update", x, res.JSON.RawJSON())
+}
+
+func (c *client) Delete(ctx context.Context, scope Scope, id string) error {
+	if err := checkScope("delete", scope, id); err != nil {
+		return err
+	}
+	var params zero_trust.AccessServiceTokenDeleteParams
+	sp := scopeParams(scope)
+	params.AccountID, params.ZoneID = sp.AccountID, sp.ZoneID
+	_, err := c.call(ctx, "delete", func(o option.RequestOption) error {
+		_, err := c.svc.Delete(ctx, id, params, o)
+		return err
+	})
+	return err
+}
+
+func (c *client) Refresh(ctx context.Context, accountID, id string) (Token, error) {
+	if err := checkAccountOnly("refresh", accountID, id); err != nil {
+		return Token{}, err
+	}
+	var params zero_trust.AccessServiceTokenRefreshParams
+	params.AccountID.Value, params.AccountID.Present = accountID, true
+	var res *zero_trust.ServiceToken
+	x, err := c.call(ctx, "refresh", func(o option.RequestOption) (err error) {
+		res, err = c.svc.Refresh(ctx, id, params, o)
+		return err
+	})
+	if err != nil {
+		return Token{}, err
+	}
+	return c.token("refresh", x, res.JSON.RawJSON())
+}
+
+func (c *client) Rotate(ctx context.Context, accountID, id string, previousExpiresAt time.Time) (Credentials, error) {
+	if err := checkAccountOnly("rotate", accountID, id); err != nil {
+		return Credentials{}, err
+	}
+	var params zero_trust.AccessServiceTokenRotateParams
+	params.AccountID.Value, params.AccountID.Present = accountID, true
+	// Zero: omit the field, and Cloudflare revokes the old secret at once.
+	if !previousExpiresAt.IsZero() {
+		params.PreviousClientSecretExpiresAt.Value = previousExpiresAt.UTC()
+		params.PreviousClientSecretExpiresAt.Present = true
+	}
+	var res *zero_trust.AccessServiceTokenRotateResponse
+	x, err := c.call(ctx, "rotate", func(o option.RequestOption) (err error) {
+		res, err = c.svc.Rotate(ctx, id, params, o)
+		return err
+	})
+	if err != nil {
+		return Credentials{}, err
+	}
+	return c.credentialsOf("rotate", x, res.JSON.RawJSON(), res.ClientSecret)
+}
+
+// token converts a result, insisting on an id: a 2xx without one is a
+// response we cannot trust.
+func (c *client) token(op string, x *exchange, raw string) (Token, error) {
+	t := tokenFromJSON(raw)
+	if t.ID == "" {
+		return Token{}, c.malformed(op, x)
+	}
+	return t, nil
+}
+
+func (c *client) credentialsOf(op string, x *exchange, raw, secret string) (Credentials, error) {
+	t := tokenFromJSON(raw)
+	if t.ID == "" || secret == "" {
+		return Credentials{}, c.malformed(op, x)
+	}
+	return Credentials{Token: t, ClientSecret: secret}, nil
+}
+
+// tokenFromJSON reads a token from the raw result JSON, which also carries
+// the fields the typed SDK result lacks (created_at, updated_at, last_seen_at).
+func tokenFromJSON(raw string) Token {
+	r := gjson.Parse(raw)
+	enabled := r.Get("enabled")
+	return Token{
+		ID:       r.Get("id").String(),
+		ClientID: r.Get("client_id").String(),
+		Name:     r.Get("name").String(),
+		Duration: r.Get("duration").String(),
+		// Responses from before "enabled" existed describe enabled tokens.
+		Enabled:    !enabled.Exists() || enabled.Type == gjson.Null || enabled.Bool(),
+		ExpiresAt:  timeOf(r.Get("expires_at")),
+		CreatedAt:  timeOf(r.Get("created_at")),
+		UpdatedAt:  timeOf(r.Get("updated_at")),
+		LastSeenAt: timeOf(r.Get("last_seen_at")),
+	}
+}
+
+// timeOf maps missing, null and unparseable timestamps to zero: they are
+// informational, and failing a create over one would lose its secret.
+func timeOf(v gjson.Result) time.Time {
+	if v.Type != gjson.String {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, v.Str)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
+// scopeParams fills the SDK's mutually exclusive account/zone path fields;
+// the other params types share their field type, so callers copy them over.
+// (The SDK's F helper lives in its root package, which would compile every
+// Cloudflare service, so fields are set by hand throughout.)
+func scopeParams(s Scope) zero_trust.AccessServiceTokenGetParams {
+	var p zero_trust.AccessServiceTokenGetParams
+	if s.IsZone() {
+		p.ZoneID.Value, p.ZoneID.Present = s.ZoneID, true
+	} else {
+		p.AccountID.Value, p.AccountID.Present = s.AccountID, true
+	}
+	return p
+}
+
+// checkScope rejects what must not reach the wire: a missing account or
+// zone, and IDs that would change the request path (the SDK does not escape
+// path segments).
+func checkScope(op string, s Scope, ids ...string) error {
+	segs := append([]string{s.AccountID}, ids...)
+	if s.IsZone() {
+		segs[0] = s.ZoneID
+	}
+	for _, seg := range segs {
+		if seg == "" || seg == "." || seg == ".." || url.PathEscape(seg) != seg {
+			return &Error{Kind: KindInvalid, Op: op, Message: "missing or malformed account, zone or token id"}
+		}
+	}
+	return nil
+}
+
+// checkAccountOnly guards refresh and rotate, which Cloudflare offers only
+// for account-scoped tokens: without an account id there is nothing to call.
+func checkAccountOnly(op, accountID, id string) error {
+	if accountID == "" {
+		return &Error{Kind: KindInvalid, Op: op, Message: "Cloudflare offers " + op + " only for account-scoped tokens"}
+	}
+	return checkScope(op, Scope{AccountID: accountID}, id)
+}

@@ -1,0 +1,221 @@
+package cloudflare
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+)
+
+func success(result string) string {
+	return `{"success":true,"errors":[],"messages":[],"result":` + result + `}`
+}
+
+// recorded is one request as the server saw it.
+type recorded struct {
+	method, path string
+	query        url.Values
+	header       http.Header
+	body         map[string]any
+}
+
+// recordingServer answers every request with respond and keeps what it saw.
+func recordingServer(t *testing.T, respond func(r *http.Request) (int, string)) (*httptest.Server, func() []recorded) {
+	var mu sync.Mutex
+	var seen []recorded
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := recorded{method: r.Method, path: strings.TrimPrefix(r.URL.Path, "/client/v4"), query: r.URL.Query(), header: r.Header.Clone()}
+		if b, _ := io.ReadAll(r.Body); len(b) > 0 {
+			if err := json.Unmarshal(b, &rec.body); err != nil {
+				t.Errorf("request body is not JSON: %q", b)
+			}
+		}
+		mu.Lock()
+		seen = append(seen, rec)
+		mu.Unlock()
+		status, body := respond(r)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func() []recorded { mu.Lock(); defer mu.Unlock(); return append([]recorded(nil), seen...) }
+}
+
+func TestGetReadsRawFieldsAndDefaults(t *testing.T) {
+	g := NewWithT(t)
+	srv, _ := recordingServer(t, func(r *http.Request) (int, string) {
+		if strings.HasSuffix(r.URL.Path, "/old") {
+			// No "enabled" (older API) and a null expiry ("forever").
+			return 200, success(`{"id":"old","client_id":"c.access","name":"n","duration":"forever","expires_at":null,
+				"created_at":"2024-01-02T03:04:05Z","updated_at":"2024-02-03T04:05:06.5Z","last_seen_at":"2024-03-04T05:06:07Z"}`)
+		}
+		return 200, success(`{"id":"new","client_id":"d.access","name":"m","duration":"8760h","enabled":false,
+			"expires_at":"2027-01-02T03:04:05Z","created_at":"2026-01-02T03:04:05Z"}`)
+	})
+	c, _ := newTestClient(t, srv.URL, FactoryOptions{})
+
+	tok, err := c.Get(context.Background(), Scope{AccountID: testAccount}, "old")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(tok).To(Equal(Token{
+		ID: "old", ClientID: "c.access", Name: "n", Duration: "forever", Enabled: true,
+		CreatedAt:  time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC),
+		UpdatedAt:  time.Date(2024, 2, 3, 4, 5, 6, 5e8, time.UTC),
+		LastSeenAt: time.Date(2024, 3, 4, 5, 6, 7, 0, time.UTC),
+	}))
+
+	tok, err = c.Get(context.Background(), Scope{ZoneID: testZone}, "new")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(tok.Enabled).To(BeFalse())
+	g.Expect(tok.ExpiresAt).To(Equal(time.Date(2027, 1, 2, 3, 4, 5, 0, time.UTC)))
+	g.Expect(tok.LastSeenAt.IsZero()).To(BeTrue())
+}
+
+func tokensJSON(from, to int, name func(i int) string) string {
+	items := make([]string, 0, to-from)
+	for i := from; i < to; i++ {
+		items = append(items, fmt.Sprintf(`{"id":"id-%d","client_id":"c%d.access","name":%q,"duration":"8760h","enabled":true}`, i, i, name(i)))
+	}
+	return "[" + strings.Join(items, ",") + "]"
+}
+
+func TestListPagesThroughAccount(t *testing.T) {
+	for _, withTotal := range []bool{true, false} {
+		t.Run(fmt.Sprintf("total_pages=%v", withTotal), func(t *testing.T) {
+			g := NewWithT(t)
+			const total = 2500
+			srv, seen := recordingServer(t, func(r *http.Request) (int, string) {
+				page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+				per, _ := strconv.Atoi(r.URL.Query().Get("per_page"))
+				from, to := min((page-1)*per, total), min(page*per, total)
+				// Overlap one item with the previous page, as a deletion
+				// between two page requests would.
+				if from > 0 {
+					from--
+				}
+				body := `{"success":true,"errors":[],"messages":[],"result":` + tokensJSON(from, to, func(int) string { return "svc" })
+				if withTotal {
+					body += fmt.Sprintf(`,"result_info":{"page":%d,"per_page":%d,"count":%d,"total_count":%d,"total_pages":3}`, page, per, to-from, total)
+				}
+				return 200, body + "}"
+			})
+			c, _ := newTestClient(t, srv.URL, FactoryOptions{})
+
+			toks, err := c.List(context.Background(), Scope{AccountID: testAccount}, ListOptions{Name: "svc"})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(toks).To(HaveLen(total), "every token once")
+			g.Expect(toks[total-1].ID).To(Equal(fmt.Sprintf("id-%d", total-1)))
+			reqs := seen()
+			g.Expect(reqs).To(HaveLen(3))
+			for i, r := range reqs {
+				g.Expect(r.query.Get("page")).To(Equal(strconv.Itoa(i + 1)))
+				g.Expect(r.query.Get("per_page")).To(Equal("1000"))
+				g.Expect(r.query.Get("name")).To(Equal("svc"))
+			}
+		})
+	}
+}
+
+func TestListZoneTakesNoQueryAndFiltersLocally(t *testing.T) {
+	g := NewWithT(t)
+	srv, seen := recordingServer(t, func(*http.Request) (int, string) {
+		return 200, success(tokensJSON(0, 5, func(i int) string { return []string{"a", "b"}[i%2] }))
+	})
+	c, _ := newTestClient(t, srv.URL, FactoryOptions{})
+
+	toks, err := c.List(context.Background(), Scope{ZoneID: testZone}, ListOptions{Name: "a"})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(toks).To(HaveLen(3))
+	for _, tok := range toks {
+		g.Expect(tok.Name).To(Equal("a"))
+	}
+	g.Expect(seen()).To(HaveLen(1))
+	g.Expect(seen()[0].path).To(Equal("/zones/" + testZone + "/access/service_tokens"))
+	g.Expect(seen()[0].query).To(BeEmpty())
+}
+
+func TestWriteRequestsAndResults(t *testing.T) {
+	g := NewWithT(t)
+	created := `{"id":"` + testTokenID + `","client_id":"c.access","client_secret":"s3cr3t","name":"n","duration":"24h","enabled":true,"created_at":"2026-09-01T12:00:00Z"}`
+	srv, seen := recordingServer(t, func(r *http.Request) (int, string) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/service_tokens") {
+			return 201, success(created)
+		}
+		return 200, success(created)
+	})
+	c, _ := newTestClient(t, srv.URL, FactoryOptions{})
+	ctx := context.Background()
+
+	creds, err := c.Create(ctx, Scope{AccountID: testAccount}, TokenSpec{Name: "n", Duration: "24h", Enabled: false})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(creds.ClientSecret).To(Equal("s3cr3t"))
+	g.Expect(creds.ID).To(Equal(testTokenID))
+	g.Expect(creds.CreatedAt).To(Equal(testEpoch))
+	g.Expect(fmt.Sprint(creds)).NotTo(ContainSubstring("s3cr3t"))
+
+	_, err = c.Update(ctx, Scope{ZoneID: testZone}, testTokenID, TokenSpec{Name: "n2", Enabled: true})
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = c.Rotate(ctx, testAccount, testTokenID, time.Time{})
+	g.Expect(err).NotTo(HaveOccurred())
+	grace := time.Date(2026, 9, 2, 12, 0, 0, 0, time.FixedZone("CEST", 2*3600))
+	creds, err = c.Rotate(ctx, testAccount, testTokenID, grace)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(creds.ClientSecret).To(Equal("s3cr3t"))
+	_, err = c.Refresh(ctx, testAccount, testTokenID)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(c.Delete(ctx, Scope{ZoneID: testZone}, testTokenID)).To(Succeed())
+
+	reqs := seen()
+	g.Expect(reqs).To(HaveLen(6))
+	g.Expect(reqs[0].method).To(Equal(http.MethodPost))
+	g.Expect(reqs[0].body).To(Equal(map[string]any{"name": "n", "duration": "24h", "enabled": false}))
+	g.Expect(reqs[0].header.Get("Authorization")).To(Equal("Bearer " + testAPIToken))
+
+	g.Expect(reqs[1].method).To(Equal(http.MethodPut))
+	g.Expect(reqs[1].path).To(Equal("/zones/" + testZone + "/access/service_tokens/" + testTokenID))
+	g.Expect(reqs[1].body).To(Equal(map[string]any{"name": "n2", "enabled": true}), "an empty duration is left alone")
+
+	g.Expect(reqs[2].path).To(HaveSuffix("/rotate"))
+	g.Expect(reqs[2].body).NotTo(HaveKey("previous_client_secret_expires_at"), "zero time revokes at once")
+	g.Expect(reqs[3].body).To(Equal(map[string]any{"previous_client_secret_expires_at": "2026-09-02T10:00:00Z"}))
+
+	g.Expect(reqs[4].path).To(Equal("/accounts/" + testAccount + "/access/service_tokens/" + testTokenID + "/refresh"))
+	g.Expect(reqs[5].method).To(Equal(http.MethodDelete))
+	g.Expect(reqs[5].path).To(Equal("/zones/" + testZone + "/access/service_tokens/" + testTokenID))
+}
+
+// A create whose 2xx carries no secret lost it: that is not a success.
+func TestCreateWithoutSecretIsOutcomeUnknown(t *testing.T) {
+	g := NewWithT(t)
+	srv, _ := recordingServer(t, func(*http.Request) (int, string) {
+		return 201, success(`{"id":"` + testTokenID + `","client_id":"c.access","name":"n"}`)
+	})
+	c, _ := newTestClient(t, srv.URL, FactoryOptions{})
+	_, err := c.Create(context.Background(), Scope{AccountID: testAccount}, TokenSpec{Name: "n"})
+	g.Expect(KindOf(err)).To(Equal(KindOutcomeUnknown))
+	g.Expect(err.(*Error).HTTPStatus).To(Equal(201))
+}
+
+func TestAPIKeyAuthentication(t *testing.T) {
+	g := NewWithT(t)
+	srv, seen := recordingServer(t, func(*http.Request) (int, string) { return 200, success(`[]`) })
+	f := NewFactory(FactoryOptions{})
+	c, err := f.ClientFor(AccountConfig{Key: "k", BaseURL: srv.URL + "/client/v4", APIKey: "legacy-key", Email: "ops@example.com"})
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = c.List(context.Background(), Scope{AccountID: testAccount}, ListOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	h := seen()[0].header
+	g.Expect(h.Get("X-Auth-Key")).To(Equal("legacy-key"))
+	g.Expect(h.Get("X-Auth-Email")).To(Equal("ops@example.com"))
+	g.Expect(h.Get("Authorization")).To(BeEmpty())
+}

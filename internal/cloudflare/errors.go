@@ -1,0 +1,92 @@
+package cloudflare
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrorKind classifies a failed call by what the caller should do next.
+type ErrorKind string
+
+const (
+	// KindNotFound: the token does not exist (HTTP 404).
+	KindNotFound ErrorKind = "NotFound"
+	// KindAuth: bad or under-privileged credentials (401/403). Terminal until
+	// the credentials change.
+	KindAuth ErrorKind = "Unauthorized"
+	// KindInvalid: Cloudflare rejected the request (400/422 and other 4xx).
+	// Terminal until the spec changes.
+	KindInvalid ErrorKind = "InvalidRequest"
+	// KindRateLimited: 429 from Cloudflare, or the client-side budget is spent.
+	// Wait RetryAfter, then try again.
+	KindRateLimited ErrorKind = "RateLimited"
+	// KindTransient: 5xx, timeouts, connection errors on reads and idempotent
+	// writes. Retry with backoff.
+	KindTransient ErrorKind = "Transient"
+	// KindOutcomeUnknown: a create, rotate or delete whose response was lost;
+	// the change may have happened. Observe before acting again.
+	KindOutcomeUnknown ErrorKind = "OutcomeUnknown"
+)
+
+// Error is every error the Client returns. It keeps what an operator on call
+// needs (status, Cloudflare codes, CF-Ray) and never a secret or API token.
+type Error struct {
+	Kind       ErrorKind
+	Op         string // list, get, create, update, delete, refresh, rotate
+	HTTPStatus int    // 0 when no response arrived
+	Codes      []int
+	Message    string // Cloudflare's error messages, joined
+	RayID      string
+	RetryAfter time.Duration // for KindRateLimited
+	Err        error         // underlying cause, if any
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cloudflare %s: %s", e.Op, e.Kind)
+	if e.HTTPStatus != 0 {
+		fmt.Fprintf(&b, " (HTTP %d", e.HTTPStatus)
+		if len(e.Codes) > 0 {
+			fmt.Fprintf(&b, ", codes %v", e.Codes)
+		}
+		if e.RayID != "" {
+			fmt.Fprintf(&b, ", cf-ray %s", e.RayID)
+		}
+		b.WriteString(")")
+	}
+	if e.Message != "" {
+		b.WriteString(": " + e.Message)
+	}
+	if e.Kind == KindRateLimited && e.RetryAfter > 0 {
+		fmt.Fprintf(&b, "; retry after %s", e.RetryAfter)
+	}
+	if e.Err != nil && e.Message == "" {
+		b.WriteString(": " + e.Err.Error())
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// KindOf returns the kind of a client error, or "" for any other error.
+func KindOf(err error) ErrorKind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return ""
+}
+
+// IsNotFound reports whether err says the token does not exist.
+func IsNotFound(err error) bool { return KindOf(err) == KindNotFound }
+
+// RetryAfterOf returns how long a rate-limited error asks to wait (0 otherwise).
+func RetryAfterOf(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) && e.Kind == KindRateLimited {
+		return e.RetryAfter
+	}
+	return 0
+}

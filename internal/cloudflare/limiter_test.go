@@ -1,0 +1,215 @@
+package cloudflare
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+// waitFor polls cond in real time; it only synchronizes with goroutines the
+// fake clock released, it never measures anything.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+func TestBucketSizing(t *testing.T) {
+	g := NewWithT(t)
+	r, b := bucketFor(RateLimit{Requests: 1200, Period: 5 * time.Minute})
+	g.Expect(b).To(Equal(60))
+	g.Expect(float64(r)).To(BeNumerically("~", 1140.0/300, 1e-9))
+	r, b = bucketFor(RateLimit{Requests: 1, Period: time.Minute})
+	g.Expect(b).To(Equal(1))
+	g.Expect(float64(r)).To(BeNumerically("~", 1.0/60, 1e-9))
+	g.Expect(NewLimiter(RateLimit{}, 0, nil).Budget()).To(Equal(DefaultRateLimit))
+}
+
+// 50 concurrent callers against a budget of 10 per second: in no window of
+// one second are more than 10 admitted, and everyone is admitted in the end.
+func TestLimiterNeverExceedsBudgetUnderConcurrency(t *testing.T) {
+	g := NewWithT(t)
+	const callers, requests = 50, 10
+	period := time.Second
+	clk := clocktesting.NewFakeClock(testEpoch)
+	lim := NewLimiter(RateLimit{Requests: requests, Period: period}, time.Hour, clk)
+
+	var mu sync.Mutex
+	var admitted []time.Time
+	var errs []error
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(admitted) + len(errs) }
+	for range callers {
+		go func() {
+			err := lim.Wait(context.Background())
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			// The test steps the clock only once every released caller has
+			// recorded, so this is the step at which this caller was let go.
+			admitted = append(admitted, clk.Now())
+		}()
+	}
+	// Every caller is either through or parked on a timer of the fake clock.
+	settled := func() bool { return count()+clk.Waiters() == callers }
+	waitFor(t, "callers to queue", settled)
+	step := period / 20
+	for count() < callers {
+		clk.Step(step)
+		waitFor(t, "released callers", settled)
+		g.Expect(clk.Since(testEpoch)).To(BeNumerically("<", time.Minute), "the queue stopped draining")
+	}
+
+	g.Expect(errs).To(BeEmpty())
+	g.Expect(admitted).To(HaveLen(callers))
+	sort.Slice(admitted, func(i, j int) bool { return admitted[i].Before(admitted[j]) })
+	for i, start := range admitted {
+		n := 0
+		for _, at := range admitted[i:] {
+			if at.Sub(start) < period {
+				n++
+			}
+		}
+		g.Expect(n).To(BeNumerically("<=", requests), "window starting at %s", start.Sub(testEpoch))
+	}
+	// And the budget is actually used, not starved: 50 calls at ~9/s.
+	g.Expect(admitted[callers-1].Sub(testEpoch)).To(BeNumerically("<", 6*time.Second))
+}
+
+func TestLimiterBoundedWaitRefusesWithoutSleepingOrConsuming(t *testing.T) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(testEpoch)
+	// burst 1, then one slot per second.
+	lim := NewLimiter(RateLimit{Requests: 2, Period: time.Second}, 100*time.Millisecond, clk)
+	ctx := context.Background()
+	g.Expect(lim.Wait(ctx)).To(Succeed())
+	before := lim.Tokens()
+
+	// The fake clock never moves here: had Wait slept, it would never return.
+	err := lim.Wait(ctx)
+	g.Expect(KindOf(err)).To(Equal(KindRateLimited))
+	g.Expect(RetryAfterOf(err)).To(Equal(time.Second))
+	g.Expect(lim.Tokens()).To(Equal(before), "a refused call does not take the slot")
+	g.Expect(clk.HasWaiters()).To(BeFalse())
+
+	clk.Step(time.Second)
+	g.Expect(lim.Delay()).To(BeZero())
+	g.Expect(lim.Wait(ctx)).To(Succeed())
+}
+
+func TestLimiterRefusesBeyondContextDeadline(t *testing.T) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(testEpoch)
+	lim := NewLimiter(RateLimit{Requests: 2, Period: time.Second}, time.Hour, clk)
+	g.Expect(lim.Wait(context.Background())).To(Succeed())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	g.Expect(KindOf(lim.Wait(ctx))).To(Equal(KindRateLimited))
+	g.Expect(clk.HasWaiters()).To(BeFalse())
+}
+
+func TestLimiterFIFO(t *testing.T) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(testEpoch)
+	lim := NewLimiter(RateLimit{Requests: 2, Period: time.Second}, time.Hour, clk)
+	g.Expect(lim.Wait(context.Background())).To(Succeed())
+
+	var mu sync.Mutex
+	var order []int
+	for i := range 3 {
+		go func() {
+			if err := lim.Wait(context.Background()); err != nil {
+				i = -1 - i
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+		}()
+		// Caller i queues before caller i+1 arrives.
+		waitFor(t, "caller to queue", func() bool { return clk.Waiters() == i+1 })
+	}
+	done := func() int { mu.Lock(); defer mu.Unlock(); return len(order) }
+	for want := 1; want <= 3; want++ {
+		clk.Step(time.Second)
+		waitFor(t, "next caller", func() bool { return done() == want })
+	}
+	g.Expect(order).To(Equal([]int{0, 1, 2}))
+}
+
+func TestLimiterPause(t *testing.T) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(testEpoch)
+	lim := NewLimiter(RateLimit{Requests: 100, Period: time.Second}, time.Minute, clk)
+	ctx := context.Background()
+
+	lim.Pause(30 * time.Second)
+	lim.Pause(5 * time.Second) // a shorter Retry-After never shortens a pause
+	err := lim.Wait(ctx)
+	g.Expect(KindOf(err)).To(Equal(KindRateLimited))
+	g.Expect(RetryAfterOf(err)).To(Equal(30*time.Second), "refused at once, even though max wait is a minute")
+	g.Expect(lim.Delay()).To(Equal(30 * time.Second))
+	g.Expect(lim.Tokens()).To(BeZero())
+
+	clk.Step(30 * time.Second)
+	g.Expect(lim.Wait(ctx)).To(Succeed())
+}
+
+// A caller already queued for its slot is released with KindRateLimited when
+// a 429 pauses the account, and gives its slot back.
+func TestLimiterPauseReleasesQueuedCallers(t *testing.T) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(testEpoch)
+	lim := NewLimiter(RateLimit{Requests: 2, Period: time.Second}, time.Minute, clk)
+	g.Expect(lim.Wait(context.Background())).To(Succeed())
+	tokens := lim.Tokens()
+
+	result := make(chan error, 1)
+	go func() { result <- lim.Wait(context.Background()) }()
+	waitFor(t, "caller to queue", func() bool { return clk.Waiters() == 1 })
+	g.Expect(lim.Tokens()).To(BeNumerically("<", tokens), "the queued caller holds a slot")
+
+	lim.Pause(time.Minute)
+	var err error
+	waitFor(t, "queued caller to return", func() bool {
+		select {
+		case err = <-result:
+			return true
+		default:
+			return false
+		}
+	})
+	g.Expect(KindOf(err)).To(Equal(KindRateLimited))
+	g.Expect(RetryAfterOf(err)).To(Equal(time.Minute))
+	// Tokens() reports 0 while paused; look at the bucket itself.
+	g.Expect(lim.bucket.TokensAt(clk.Now())).To(BeNumerically("~", tokens, 1e-9), "the slot was given back")
+}
+
+func TestLimiterContextCancelWhileQueued(t *testing.T) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(testEpoch)
+	lim := NewLimiter(RateLimit{Requests: 2, Period: time.Second}, time.Minute, clk)
+	g.Expect(lim.Wait(context.Background())).To(Succeed())
+	before := lim.Tokens()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	result := make(chan error, 1)
+	go func() { result <- lim.Wait(ctx) }()
+	waitFor(t, "caller to queue", func() bool { return clk.Waiters() == 1 })
+	cancel()
+	err := <-result
+	g.Expect(KindOf(err)).To(Equal(KindTransient))
+	g.Expect(err).To(MatchError(context.Canceled))
+	g.Expect(lim.Tokens()).To(BeNumerically("~", before, 1e-9), "the slot was given back")
+}

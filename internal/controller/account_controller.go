@@ -1,0 +1,158 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
+)
+
+// AccountReconciler checks an account's credentials and sets its Ready
+// condition. It serves both kinds. Validating the credentials is one list of
+// the account's tokens, which the Inventory keeps for every ServiceToken of
+// the account, so it costs nothing extra.
+type AccountReconciler struct {
+	client.Client
+	Kind      string // KindCloudflareAccount or KindClusterCloudflareAcc
+	Accounts  *Accounts
+	Inventory *Inventory
+	Clock     clock.PassiveClock
+	// DriftCheckPeriod bounds how old a token list may be when reused.
+	DriftCheckPeriod time.Duration
+
+	mu       sync.Mutex
+	verified map[string]string // account key -> fingerprint of the config Cloudflare accepted
+}
+
+// Reconcile validates one account.
+func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	acc, err := r.Accounts.get(ctx, r.Kind, req.Namespace, req.Name)
+	if apierrors.IsNotFound(err) {
+		key := accountKey(r.Kind, req.Namespace, req.Name)
+		r.Accounts.Factory.Forget(key)
+		r.Inventory.Forget(key)
+		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	ready, result, err := r.check(ctx, acc)
+	if ready == nil { // a transient failure: keep the last verdict, retry
+		return result, err
+	}
+	return result, r.patchStatus(ctx, acc, *ready)
+}
+
+// check returns the Ready condition to record, or nil to keep the current one.
+func (r *AccountReconciler) check(ctx context.Context, acc *account) (*metav1.Condition, ctrl.Result, error) {
+	recheck := ctrl.Result{RequeueAfter: credentialsRecheck}
+	cfg, err := r.Accounts.config(ctx, acc)
+	if err != nil {
+		if ae, ok := asAccountError(err); ok {
+			return notReady(ae.Reason, ae.Message), recheck, nil
+		}
+		return nil, ctrl.Result{}, err
+	}
+	c, err := r.Accounts.Factory.ClientFor(cfg)
+	if err != nil {
+		return notReady(v1alpha1.ReasonCredentialsInvalid, err.Error()), recheck, nil
+	}
+	fp := fingerprint(cfg)
+	if r.fingerprint(acc.Key) != fp {
+		r.Inventory.Forget(acc.Key) // other credentials may see other tokens
+	}
+	notBefore := r.Clock.Now().Add(-r.DriftCheckPeriod)
+	if _, err := r.Inventory.Lookup(ctx, c, acc.Key, cf.Scope{AccountID: acc.Settings.AccountID}, notBefore); err != nil {
+		switch cf.KindOf(err) {
+		case cf.KindAuth:
+			return notReady(v1alpha1.ReasonCredentialsInvalid,
+				"Cloudflare rejected the credentials (need permission Access: Service Tokens Write): "+err.Error()), recheck, nil
+		case cf.KindNotFound, cf.KindInvalid:
+			return notReady(v1alpha1.ReasonCredentialsInvalid, "Cloudflare rejected the account: "+err.Error()), recheck, nil
+		case cf.KindRateLimited:
+			return nil, ctrl.Result{RequeueAfter: cf.RetryAfterOf(err)}, nil
+		default:
+			return nil, ctrl.Result{}, err
+		}
+	}
+	r.setFingerprint(acc.Key, fp)
+	return &metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReady,
+		Message: "credentials accepted by Cloudflare"}, recheck, nil
+}
+
+func notReady(reason, msg string) *metav1.Condition {
+	return &metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg}
+}
+
+func (r *AccountReconciler) patchStatus(ctx context.Context, acc *account, ready metav1.Condition) error {
+	obj := acc.Object
+	base := obj.DeepCopyObject().(client.Object)
+	status := accountStatus(obj)
+	ready.ObservedGeneration = obj.GetGeneration()
+	meta.SetStatusCondition(&status.Conditions, ready)
+	stalled := metav1.Condition{Type: v1alpha1.ConditionStalled, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonReady,
+		ObservedGeneration: obj.GetGeneration()}
+	if ready.Status != metav1.ConditionTrue {
+		stalled.Status, stalled.Reason, stalled.Message = metav1.ConditionTrue, ready.Reason, ready.Message
+	}
+	meta.SetStatusCondition(&status.Conditions, stalled)
+	meta.RemoveStatusCondition(&status.Conditions, v1alpha1.ConditionReconciling)
+	status.ObservedGeneration = obj.GetGeneration()
+	return client.IgnoreNotFound(r.Status().Patch(ctx, obj, client.MergeFrom(base)))
+}
+
+func accountStatus(obj client.Object) *v1alpha1.AccountStatus {
+	switch o := obj.(type) {
+	case *v1alpha1.CloudflareAccount:
+		return &o.Status
+	case *v1alpha1.ClusterCloudflareAccount:
+		return &o.Status
+	}
+	panic("not an account")
+}
+
+// fingerprint identifies a config without keeping the credentials themselves.
+func fingerprint(cfg cf.AccountConfig) string {
+	h := sha256.Sum256([]byte(cfg.BaseURL + "\x00" + cfg.APIToken + "\x00" + cfg.APIKey + "\x00" + cfg.Email))
+	return hex.EncodeToString(h[:])
+}
+
+func (r *AccountReconciler) fingerprint(key string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.verified[key]
+}
+
+func (r *AccountReconciler) setFingerprint(key, fp string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.verified == nil {
+		r.verified = map[string]string{}
+	}
+	r.verified[key] = fp
+}
+
+// SetupWithManager registers the reconciler for its kind.
+func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	var obj client.Object = &v1alpha1.CloudflareAccount{}
+	if r.Kind == v1alpha1.KindClusterCloudflareAcc {
+		obj = &v1alpha1.ClusterCloudflareAccount{}
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(r.Kind).
+		For(obj, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(r)
+}

@@ -1,0 +1,196 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
+)
+
+// account is one resolved account object: what the controllers need of either kind.
+type account struct {
+	Key        string // "<Kind>/<namespace>/<name>", the factory and inventory key
+	Kind       string
+	Object     client.Object
+	Settings   v1alpha1.AccountSettings
+	SecretRef  types.NamespacedName
+	Keys       v1alpha1.CredentialsKeys
+	Conditions []metav1.Condition
+	Selector   *metav1.LabelSelector // cluster kind only
+}
+
+func accountKey(kind, namespace, name string) string { return kind + "/" + namespace + "/" + name }
+
+// accountError is why a ServiceToken cannot use its account (yet).
+type accountError struct {
+	Reason   string
+	Message  string
+	Terminal bool // waits for a change to the account or its Secret, not a retry
+}
+
+func (e *accountError) Error() string { return e.Message }
+
+// Accounts resolves account objects and builds their Cloudflare clients.
+type Accounts struct {
+	Client        client.Client // cached reads of account objects and namespaces
+	APIReader     client.Reader // credentials Secrets are not cached (they carry no managed label)
+	Factory       cf.Factory
+	DefaultAPIURL string
+}
+
+// get fetches the account a ServiceToken refers to.
+func (a *Accounts) get(ctx context.Context, kind, namespace, name string) (*account, error) {
+	if kind == v1alpha1.KindClusterCloudflareAcc {
+		obj := &v1alpha1.ClusterCloudflareAccount{}
+		if err := a.Client.Get(ctx, types.NamespacedName{Name: name}, obj); err != nil {
+			return nil, err
+		}
+		ref := obj.Spec.CredentialsRef
+		return &account{Key: accountKey(kind, "", name), Kind: kind, Object: obj, Settings: obj.Spec.AccountSettings,
+			SecretRef: types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, Keys: ref.CredentialsKeys,
+			Conditions: obj.Status.Conditions, Selector: obj.Spec.NamespaceSelector}, nil
+	}
+	obj := &v1alpha1.CloudflareAccount{}
+	if err := a.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj); err != nil {
+		return nil, err
+	}
+	ref := obj.Spec.CredentialsRef
+	return &account{Key: accountKey(v1alpha1.KindCloudflareAccount, namespace, name), Kind: v1alpha1.KindCloudflareAccount,
+		Object: obj, Settings: obj.Spec.AccountSettings,
+		// The namespaced kind always reads its own namespace: a ServiceToken can
+		// never reach a Secret in another namespace through it.
+		SecretRef: types.NamespacedName{Namespace: namespace, Name: ref.Name}, Keys: ref.CredentialsKeys,
+		Conditions: obj.Status.Conditions}, nil
+}
+
+// config reads the credentials Secret and builds the account's client config.
+func (a *Accounts) config(ctx context.Context, acc *account) (cf.AccountConfig, error) {
+	secret := &corev1.Secret{}
+	if err := a.APIReader.Get(ctx, acc.SecretRef, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return cf.AccountConfig{}, &accountError{Reason: v1alpha1.ReasonCredentialsMissing, Terminal: true,
+				Message: fmt.Sprintf("credentials Secret %s not found", acc.SecretRef)}
+		}
+		return cf.AccountConfig{}, fmt.Errorf("reading credentials Secret %s: %w", acc.SecretRef, err)
+	}
+	n, period := acc.Settings.EffectiveRateLimit()
+	cfg := cf.AccountConfig{Key: acc.Key, BaseURL: acc.Settings.EffectiveAPIURL(a.DefaultAPIURL),
+		RateLimit: cf.RateLimit{Requests: n, Period: period}}
+	value := func(key string) (string, error) {
+		v := string(secret.Data[key])
+		if v == "" {
+			return "", &accountError{Reason: v1alpha1.ReasonCredentialsMissing, Terminal: true,
+				Message: fmt.Sprintf("credentials Secret %s has no key %q (or it is empty)", acc.SecretRef, key)}
+		}
+		if len(v) > 4096 || containsControl(v) {
+			return "", &accountError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true,
+				Message: fmt.Sprintf("credentials Secret %s key %q does not hold a usable credential", acc.SecretRef, key)}
+		}
+		return v, nil
+	}
+	var err error
+	if acc.Keys.Legacy() {
+		if cfg.APIKey, err = value(acc.Keys.APIKeyKey); err != nil {
+			return cfg, err
+		}
+		cfg.Email, err = value(acc.Keys.EmailKey)
+		return cfg, err
+	}
+	cfg.APIToken, err = value(acc.Keys.TokenKey())
+	return cfg, err
+}
+
+func containsControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// resolved is an account a ServiceToken may use, with its client.
+type resolved struct {
+	Account *account
+	Client  cf.Client
+	Scope   cf.Scope
+}
+
+// Resolve finds a ServiceToken's account, checks it may be used, and returns
+// its client. Errors are *accountError for anything a person must fix.
+func (a *Accounts) Resolve(ctx context.Context, st *v1alpha1.ServiceToken, kind string) (*resolved, error) {
+	acc, err := a.get(ctx, kind, st.Namespace, st.Spec.AccountRef.Name)
+	if apierrors.IsNotFound(err) {
+		return nil, &accountError{Reason: v1alpha1.ReasonAccountNotFound,
+			Message: fmt.Sprintf("%s %q not found; create it, or fix spec.accountRef", kind, st.Spec.AccountRef.Name)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acc.Selector != nil {
+		ok, err := a.namespaceAllowed(ctx, acc.Selector, st.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, &accountError{Reason: v1alpha1.ReasonAccountNotAllowed, Terminal: true,
+				Message: fmt.Sprintf("ClusterCloudflareAccount %q does not allow namespace %q (spec.namespaceSelector)", acc.Object.GetName(), st.Namespace)}
+		}
+	}
+	if c := meta.FindStatusCondition(acc.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+		msg := fmt.Sprintf("%s %q is not Ready", kind, st.Spec.AccountRef.Name)
+		if c != nil {
+			msg += ": " + c.Message
+		}
+		return nil, &accountError{Reason: v1alpha1.ReasonAccountNotReady, Message: msg}
+	}
+	cfg, err := a.config(ctx, acc)
+	if err != nil {
+		return nil, err
+	}
+	c, err := a.Factory.ClientFor(cfg)
+	if err != nil {
+		return nil, &accountError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true, Message: err.Error()}
+	}
+	scope := cf.Scope{AccountID: acc.Settings.AccountID, ZoneID: st.Spec.ZoneID}
+	return &resolved{Account: acc, Client: c, Scope: scope}, nil
+}
+
+func (a *Accounts) namespaceAllowed(ctx context.Context, sel *metav1.LabelSelector, namespace string) (bool, error) {
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return false, &accountError{Reason: v1alpha1.ReasonAccountNotAllowed, Terminal: true,
+			Message: fmt.Sprintf("invalid namespaceSelector: %v", err)}
+	}
+	if s.Empty() {
+		return true, nil
+	}
+	ns := &corev1.Namespace{}
+	if err := a.Client.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+		return false, fmt.Errorf("reading namespace %s: %w", namespace, err)
+	}
+	return s.Matches(labels.Set(ns.Labels)), nil
+}
+
+// asAccountError unwraps an *accountError.
+func asAccountError(err error) (*accountError, bool) {
+	var ae *accountError
+	ok := errors.As(err, &ae)
+	return ae, ok
+}
+
+// credentialsRecheck is how often an account re-reads its credentials Secret
+// (not cached, so not watched): rotated credentials are picked up this fast,
+// or at once when Cloudflare rejects the old ones.
+const credentialsRecheck = 5 * time.Minute

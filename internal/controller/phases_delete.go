@@ -1,0 +1,93 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+)
+
+// reconcileDelete removes the Cloudflare token (deletionPolicy Delete) and
+// then the finalizer. The Secret is owned by the ServiceToken and goes with
+// it. When the account or its credentials are gone the deletion cannot
+// succeed; after Options.DeleteAttempts failures the status and an event say
+// how to release the object with the force-delete annotation.
+func (r *ServiceTokenReconciler) reconcileDelete(ctx context.Context, s *scope) error {
+	st := s.st
+	if !controllerutil.ContainsFinalizer(st, v1alpha1.Finalizer) {
+		return nil
+	}
+	if st.Annotations[v1alpha1.AnnotationForceDelete] == "true" {
+		r.event(s, corev1.EventTypeWarning, "ForceDeleted", "Delete",
+			"released by the %s annotation; token %s was NOT deleted in Cloudflare", v1alpha1.AnnotationForceDelete, st.Status.TokenID)
+		return r.release(ctx, s)
+	}
+	eff, err := st.Effective()
+	if err == nil && eff.DeletionPolicy == v1alpha1.DeletionOrphan {
+		r.event(s, corev1.EventTypeNormal, "Orphaned", "Delete", "deletionPolicy Orphan: token %s is left in Cloudflare", st.Status.TokenID)
+		return r.release(ctx, s)
+	}
+	s.eff = eff
+	if err := r.deleteTokens(ctx, s); err != nil {
+		if st.Status.FailedAttempts+1 >= r.Options.DeleteAttempts {
+			r.event(s, corev1.EventTypeWarning, v1alpha1.ReasonDeletionBlocked, "Delete",
+				"cannot delete token %s (%v); to release this object without deleting it, set the annotation %s=true",
+				st.Status.TokenID, err, v1alpha1.AnnotationForceDelete)
+		}
+		return err
+	}
+	return r.release(ctx, s)
+}
+
+// deleteTokens deletes every token the object accounts for: the current
+// one, a replaced zone token, and any token an interrupted create left.
+func (r *ServiceTokenReconciler) deleteTokens(ctx context.Context, s *scope) error {
+	st := s.st
+	acct, err := r.Accounts.Resolve(ctx, st, accountKindOf(st))
+	if err != nil {
+		return fmt.Errorf("cannot reach the account to delete the token: %w", err)
+	}
+	s.acct = acct
+	ids := []string{st.Status.TokenID, st.Status.PreviousTokenID}
+	if p := st.Status.PendingOperation; p != nil && p.Type != v1alpha1.OperationRotate {
+		view, err := r.Inventory.Lookup(ctx, acct.Client, acct.Account.Key, acct.Scope, p.StartedAt.Time)
+		if err != nil {
+			return fmt.Errorf("listing tokens: %w", err)
+		}
+		for _, t := range view.ByName(p.TokenName) {
+			if !t.CreatedAt.Before(p.StartedAt.Add(-clockSkew)) {
+				ids = append(ids, t.ID)
+			}
+		}
+	}
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		if err := r.deleteToken(ctx, s, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func accountKindOf(st *v1alpha1.ServiceToken) string {
+	if st.Spec.AccountRef.Kind == "" {
+		return v1alpha1.KindCloudflareAccount
+	}
+	return st.Spec.AccountRef.Kind
+}
+
+// release removes the finalizer; the API server then deletes the object.
+func (r *ServiceTokenReconciler) release(ctx context.Context, s *scope) error {
+	base := s.st.DeepCopy()
+	controllerutil.RemoveFinalizer(s.st, v1alpha1.Finalizer)
+	if err := r.Patch(ctx, s.st, client.MergeFrom(base)); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return nil
+}

@@ -1,0 +1,403 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
+	"github.com/servicetoken-operator/servicetoken-operator/internal/schedule"
+)
+
+// clockSkew tolerates a difference between our clock and Cloudflare's when
+// deciding whether a token was created by an interrupted operation of ours.
+const clockSkew = 2 * time.Minute
+
+func (r *ServiceTokenReconciler) loadSettings(_ context.Context, s *scope) error {
+	eff, err := s.st.Effective()
+	if err != nil {
+		return terminal(v1alpha1.ReasonInvalidSpec, "%v", err)
+	}
+	s.eff = eff
+	return nil
+}
+
+func (r *ServiceTokenReconciler) resolveAccount(ctx context.Context, s *scope) error {
+	acct, err := r.Accounts.Resolve(ctx, s.st, s.eff.AccountKind)
+	if err != nil {
+		return err
+	}
+	s.acct = acct
+	return nil
+}
+
+// observeToken finds the token in the account's inventory, and settles an
+// operation a crash or a lost response interrupted.
+func (r *ServiceTokenReconciler) observeToken(ctx context.Context, s *scope) error {
+	notBefore := s.now.Add(-r.Options.DriftCheckPeriod)
+	pending := s.st.Status.PendingOperation
+	if pending != nil && pending.StartedAt.After(notBefore) {
+		notBefore = pending.StartedAt.Time // only a list after the attempt can tell its outcome
+	}
+	view, err := r.Inventory.Lookup(ctx, s.acct.Client, s.acct.Account.Key, s.acct.Scope, notBefore)
+	if err != nil {
+		return fmt.Errorf("listing tokens: %w", err)
+	}
+	s.view = view
+	if id := s.st.Status.TokenID; id != "" {
+		if t, ok := view.Get(id); ok {
+			s.token = &t
+			r.Inventory.Track(id, types.NamespacedName{Namespace: s.st.Namespace, Name: s.st.Name})
+		}
+	}
+	if pending != nil {
+		return r.settlePending(ctx, s, pending)
+	}
+	return nil
+}
+
+// settlePending decides what an interrupted Create, Replace or Rotate did.
+func (r *ServiceTokenReconciler) settlePending(ctx context.Context, s *scope, p *v1alpha1.PendingOperation) error {
+	st := s.st
+	if p.Type == v1alpha1.OperationRotate {
+		// The Secret records when its secret was issued: if that is after the
+		// attempt began, the rotation completed and was stored.
+		if s.secretOK && issuedAt(s.secret).After(p.StartedAt.Add(-time.Second)) {
+			st.Status.LastRotationTime = &metav1.Time{Time: issuedAt(s.secret)}
+		} else if s.token != nil {
+			// Outcome unknown: the secret in the Secret may already be the
+			// "previous" one. Rotate again (renew sees secretOK=false).
+			s.secretOK = false
+		}
+		st.Status.PendingOperation = nil
+		return nil
+	}
+	// Create or Replace: tokens carrying the name, created since the attempt, are ours.
+	var ours []cf.Token
+	for _, t := range s.view.ByName(p.TokenName) {
+		if t.ID != p.TokenID && t.ID != st.Status.PreviousTokenID && !t.CreatedAt.Before(p.StartedAt.Add(-clockSkew)) {
+			ours = append(ours, t)
+		}
+	}
+	st.Status.PendingOperation = nil
+	if len(ours) == 0 {
+		return nil // nothing was created: ensureToken creates (Create) or renew replaces again
+	}
+	newest, extras := ours[0], ours[1:]
+	for _, t := range extras { // never leave a duplicate behind
+		if err := r.deleteToken(ctx, s, t.ID); err != nil {
+			return err
+		}
+	}
+	if p.Type == v1alpha1.OperationReplace {
+		st.Status.PreviousTokenID = p.TokenID
+	}
+	r.adopt(s, newest)
+	if s.secret != nil && s.secret.Annotations[v1alpha1.AnnotationTokenID] == newest.ID && secretMatches(s.secret, s.eff, newest.ClientID) {
+		s.secretOK = true // the Secret was written before the crash: nothing lost
+		st.Status.LastRotationTime = &metav1.Time{Time: issuedAt(s.secret)}
+		return nil
+	}
+	// The secret never reached the Secret and can't be read back.
+	s.secretOK, s.secretUnknown = false, true
+	r.event(s, corev1.EventTypeWarning, "SecretLost", "Recover",
+		"token %s was created but its secret was not stored (interrupted); issuing a new secret", newest.ID)
+	return nil
+}
+
+// adopt makes t the ServiceToken's token.
+func (r *ServiceTokenReconciler) adopt(s *scope, t cf.Token) {
+	s.token = &t
+	st := s.st
+	st.Status.TokenID, st.Status.ClientID, st.Status.TokenName = t.ID, t.ClientID, t.Name
+	r.Inventory.Track(t.ID, types.NamespacedName{Namespace: st.Namespace, Name: st.Name})
+}
+
+// ensureToken creates the token when there is none, recreates one deleted
+// outside the operator, and corrects name, duration and enabled in place.
+func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) error {
+	if s.token == nil {
+		if s.st.Status.TokenID != "" {
+			r.event(s, corev1.EventTypeWarning, "TokenMissing", "Recreate",
+				"token %s no longer exists in Cloudflare (deleted outside the operator); creating a new one", s.st.Status.TokenID)
+		}
+		return r.createToken(ctx, s, v1alpha1.OperationCreate)
+	}
+	spec, changed := desiredUpdate(*s.token, s.eff)
+	if !changed {
+		return nil
+	}
+	t, err := s.acct.Client.Update(ctx, s.acct.Scope, s.token.ID, spec)
+	if err != nil {
+		return fmt.Errorf("updating token %s: %w", s.token.ID, err)
+	}
+	r.stored(s, t)
+	s.progress = v1alpha1.ReasonUpdating
+	r.event(s, corev1.EventTypeNormal, "Updated", "Update", "updated token %s in place (name, duration or enabled)", t.ID)
+	return nil
+}
+
+// desiredUpdate returns the PUT body that corrects t, and whether one is
+// needed. Duration is sent only when it differs: a PUT with a duration
+// resets the expiry.
+func desiredUpdate(t cf.Token, eff v1alpha1.Effective) (cf.TokenSpec, bool) {
+	spec := cf.TokenSpec{Name: eff.TokenName, Enabled: eff.Enabled}
+	changed := t.Name != eff.TokenName || t.Enabled != eff.Enabled
+	if !sameDuration(t.Duration, eff.Duration) {
+		spec.Duration, changed = eff.Duration, true
+	}
+	return spec, changed
+}
+
+func sameDuration(a, b string) bool {
+	if a == b {
+		return true
+	}
+	da, errA := time.ParseDuration(a)
+	db, errB := time.ParseDuration(b)
+	return errA == nil && errB == nil && da == db
+}
+
+// createToken records the intent, creates a token and stores its secret at once.
+func (r *ServiceTokenReconciler) createToken(ctx context.Context, s *scope, op v1alpha1.OperationType) error {
+	old := s.st.Status.TokenID
+	if err := r.recordIntent(ctx, s, v1alpha1.PendingOperation{Type: op, TokenName: s.eff.TokenName, TokenID: old}); err != nil {
+		return err
+	}
+	s.progress = v1alpha1.ReasonCreating
+	creds, err := s.acct.Client.Create(ctx, s.acct.Scope, cf.TokenSpec{Name: s.eff.TokenName, Duration: s.eff.Duration, Enabled: s.eff.Enabled})
+	if err != nil {
+		if cf.KindOf(err) != cf.KindOutcomeUnknown {
+			s.st.Status.PendingOperation = nil // certainly not created
+		}
+		return fmt.Errorf("creating token: %w", err)
+	}
+	if op == v1alpha1.OperationReplace {
+		s.st.Status.PreviousTokenID = old
+	}
+	s.st.Status.LastRotationTime = &metav1.Time{Time: s.now} // a secret was issued
+	r.adopt(s, creds.Token)
+	r.Inventory.Put(s.acct.Account.Key, s.acct.Scope, creds.Token)
+	if err := r.storeCredentials(ctx, s, creds); err != nil {
+		return err // pending stays: the next reconcile recovers the secret
+	}
+	s.st.Status.PendingOperation = nil
+	reason, verb := "Created", "created"
+	if old != "" && op == v1alpha1.OperationCreate {
+		reason, verb = "Recreated", "recreated"
+	}
+	if op == v1alpha1.OperationReplace {
+		reason, verb = "Rotated", "rotated (replacement zone token)"
+	}
+	r.event(s, corev1.EventTypeNormal, reason, "Create", "%s token %s; credential stored in Secret %s", verb, creds.ID, s.eff.SecretName)
+	return nil
+}
+
+// stored records a token state Cloudflare returned after a write.
+func (r *ServiceTokenReconciler) stored(s *scope, t cf.Token) {
+	s.token = &t
+	r.Inventory.Put(s.acct.Account.Key, s.acct.Scope, t)
+	s.st.Status.TokenName = t.Name
+}
+
+// renew refreshes or rotates when expiry is close, when routine rotation or
+// a request annotation says so, or when the Secret lost the credential.
+func (r *ServiceTokenReconciler) renew(ctx context.Context, s *scope) error {
+	st, eff := s.st, s.eff
+	rotateReq := st.Annotations[v1alpha1.AnnotationRotateRequestedAt]
+	refreshReq := st.Annotations[v1alpha1.AnnotationRefreshRequestedAt]
+	renewDue := !eff.Forever && schedule.Due(s.now, r.renewalTime(s))
+	rotateDue := schedule.Due(s.now, schedule.NextRotation(lastRotation(st), eff.RotateEvery))
+
+	needRotate := !s.secretOK || (rotateReq != "" && rotateReq != st.Status.LastHandledRotateRequest) ||
+		rotateDue || (renewDue && eff.RenewalAction == v1alpha1.RenewalRotate)
+	if needRotate && s.creds == nil {
+		if !s.secretOK && !s.secretUnknown {
+			r.event(s, corev1.EventTypeWarning, "SecretLost", "Recover",
+				"Secret %s is missing or no longer holds the credential of token %s; issuing a new secret (the old one can't be read back)",
+				s.eff.SecretName, s.token.ID)
+		}
+		if err := r.rotate(ctx, s); err != nil {
+			return err
+		}
+	}
+	st.Status.LastHandledRotateRequest = rotateReq
+
+	renewDue = !eff.Forever && schedule.Due(s.now, r.renewalTime(s)) // a rotation may have renewed
+	if renewDue || (refreshReq != "" && refreshReq != st.Status.LastHandledRefreshRequest) {
+		if err := r.refresh(ctx, s); err != nil {
+			return err
+		}
+	}
+	st.Status.LastHandledRefreshRequest = refreshReq
+	r.recordSchedule(s)
+	return nil
+}
+
+// renewalTime is when the current token should next be renewed.
+func (r *ServiceTokenReconciler) renewalTime(s *scope) time.Time {
+	if s.token == nil {
+		return time.Time{}
+	}
+	at := schedule.RenewalTime(s.token.ExpiresAt, s.eff.RenewBefore)
+	return schedule.SpreadRenewal(at, s.eff.RenewBefore, string(s.st.UID), 0.05)
+}
+
+func lastRotation(st *v1alpha1.ServiceToken) time.Time {
+	if st.Status.LastRotationTime == nil {
+		return time.Time{}
+	}
+	return st.Status.LastRotationTime.Time
+}
+
+// recordSchedule writes expiry and the next renewal into status.
+func (r *ServiceTokenReconciler) recordSchedule(s *scope) {
+	st := s.st
+	st.Status.ExpiresAt, st.Status.RenewalTime = nil, nil
+	if s.token == nil {
+		return
+	}
+	if !s.token.ExpiresAt.IsZero() {
+		st.Status.ExpiresAt = &metav1.Time{Time: s.token.ExpiresAt}
+	}
+	var next []time.Time
+	if !s.eff.Forever {
+		next = append(next, r.renewalTime(s))
+	}
+	next = append(next, schedule.NextRotation(lastRotation(st), s.eff.RotateEvery))
+	if at, _, ok := schedule.Next(s.now, next...); ok {
+		st.Status.RenewalTime = &metav1.Time{Time: at}
+	}
+}
+
+// rotate issues a new secret: the rotate endpoint for account tokens, a
+// replacement token for zone tokens (Cloudflare has no zone rotate).
+func (r *ServiceTokenReconciler) rotate(ctx context.Context, s *scope) error {
+	if s.acct.Scope.IsZone() {
+		if s.st.Status.PreviousTokenID != "" { // one replacement at a time
+			if err := r.deleteToken(ctx, s, s.st.Status.PreviousTokenID); err != nil {
+				return err
+			}
+			s.st.Status.PreviousTokenID = ""
+		}
+		if err := r.createToken(ctx, s, v1alpha1.OperationReplace); err != nil {
+			return err
+		}
+		r.finishRotation(s)
+		if s.eff.GracePeriod == 0 || s.secretUnknown {
+			return r.cleanupPrevious(ctx, s)
+		}
+		return nil
+	}
+	id := s.token.ID
+	if err := r.recordIntent(ctx, s, v1alpha1.PendingOperation{Type: v1alpha1.OperationRotate, TokenID: id}); err != nil {
+		return err
+	}
+	s.progress = v1alpha1.ReasonRotating
+	var prevExpires time.Time
+	if s.eff.GracePeriod > 0 && !s.secretUnknown {
+		prevExpires = s.now.Add(s.eff.GracePeriod)
+	}
+	creds, err := s.acct.Client.Rotate(ctx, s.acct.Scope.AccountID, id, prevExpires)
+	if err != nil {
+		if cf.KindOf(err) != cf.KindOutcomeUnknown {
+			s.st.Status.PendingOperation = nil
+		}
+		return fmt.Errorf("rotating token %s: %w", id, err)
+	}
+	r.stored(s, creds.Token)
+	if err := r.storeCredentials(ctx, s, creds); err != nil {
+		return err
+	}
+	s.st.Status.PendingOperation = nil
+	s.st.Status.PreviousSecretExpiresAt = nil
+	if !prevExpires.IsZero() {
+		s.st.Status.PreviousSecretExpiresAt = &metav1.Time{Time: prevExpires}
+	}
+	r.finishRotation(s)
+	r.event(s, corev1.EventTypeNormal, "Rotated", "Rotate", "rotated the secret of token %s; the previous secret works until %s",
+		id, formatTime(prevExpires))
+	return nil
+}
+
+func (r *ServiceTokenReconciler) finishRotation(s *scope) {
+	s.st.Status.LastRotationTime = &metav1.Time{Time: s.now}
+	s.secretUnknown = false
+	if r.Metrics != nil {
+		r.Metrics.RecordRotation(s.st.Namespace, s.st.Name)
+	}
+	if s.acct.Scope.IsZone() {
+		s.st.Status.PreviousSecretExpiresAt = &metav1.Time{Time: s.now.Add(s.eff.GracePeriod)}
+	}
+}
+
+// refresh extends the expiry: the refresh endpoint for account tokens, a PUT
+// of the duration (which resets expiry) for zone tokens.
+func (r *ServiceTokenReconciler) refresh(ctx context.Context, s *scope) error {
+	var t cf.Token
+	var err error
+	if s.acct.Scope.IsZone() {
+		t, err = s.acct.Client.Update(ctx, s.acct.Scope, s.token.ID, cf.TokenSpec{Name: s.eff.TokenName, Duration: s.eff.Duration, Enabled: s.eff.Enabled})
+	} else {
+		t, err = s.acct.Client.Refresh(ctx, s.acct.Scope.AccountID, s.token.ID)
+	}
+	if err != nil {
+		return fmt.Errorf("refreshing token %s: %w", s.token.ID, err)
+	}
+	r.stored(s, t)
+	s.st.Status.LastRefreshTime = &metav1.Time{Time: s.now}
+	if r.Metrics != nil {
+		r.Metrics.RecordRefresh(s.st.Namespace, s.st.Name)
+	}
+	r.event(s, corev1.EventTypeNormal, "Refreshed", "Refresh", "refreshed token %s; it now expires %s", t.ID, formatTime(t.ExpiresAt))
+	return nil
+}
+
+// cleanupPrevious deletes a replaced zone token once its grace period ended.
+func (r *ServiceTokenReconciler) cleanupPrevious(ctx context.Context, s *scope) error {
+	st := s.st
+	if st.Status.PreviousTokenID == "" {
+		return nil
+	}
+	if st.Status.PreviousSecretExpiresAt != nil && s.now.Before(st.Status.PreviousSecretExpiresAt.Time) && !s.secretUnknown && s.eff.GracePeriod > 0 {
+		return nil // nextAction requeues at the end of the grace period
+	}
+	if err := r.deleteToken(ctx, s, st.Status.PreviousTokenID); err != nil {
+		return err
+	}
+	st.Status.PreviousTokenID, st.Status.PreviousSecretExpiresAt = "", nil
+	return nil
+}
+
+// deleteToken deletes a token; already gone is fine.
+func (r *ServiceTokenReconciler) deleteToken(ctx context.Context, s *scope, id string) error {
+	err := s.acct.Client.Delete(ctx, s.acct.Scope, id)
+	if err != nil && !cf.IsNotFound(err) {
+		return fmt.Errorf("deleting token %s: %w", id, err)
+	}
+	r.Inventory.Remove(s.acct.Account.Key, s.acct.Scope, id)
+	if err == nil {
+		r.event(s, corev1.EventTypeNormal, "Deleted", "Delete", "deleted token %s in Cloudflare", id)
+	}
+	return nil
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "never (revoked at once / no expiry)"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// event records an event about the ServiceToken. Messages name token IDs,
+// never a secret.
+func (r *ServiceTokenReconciler) event(s *scope, eventType, reason, action, note string, args ...any) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(s.st, nil, eventType, reason, action, note, args...)
+	}
+}

@@ -1,0 +1,229 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+)
+
+// Options tune the ServiceToken controller; zero values take the defaults.
+type Options struct {
+	// DriftCheckPeriod is how often each account's tokens are listed to find
+	// changes made outside the operator. Default 10m.
+	DriftCheckPeriod time.Duration
+	// BackoffBase and BackoffMax bound the per-object retry backoff. Default 2s and 5m.
+	BackoffBase, BackoffMax time.Duration
+	// DeleteAttempts is how many failed deletions pass before the operator
+	// tells the user how to release the object. Default 5.
+	DeleteAttempts int32
+	// MaxConcurrentReconciles. Default 4.
+	MaxConcurrentReconciles int
+}
+
+func (o Options) withDefaults() Options {
+	if o.DriftCheckPeriod <= 0 {
+		o.DriftCheckPeriod = 10 * time.Minute
+	}
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = 2 * time.Second
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 5 * time.Minute
+	}
+	if o.DeleteAttempts <= 0 {
+		o.DeleteAttempts = 5
+	}
+	if o.MaxConcurrentReconciles <= 0 {
+		o.MaxConcurrentReconciles = 4
+	}
+	return o
+}
+
+// ServiceTokenReconciler turns a ServiceToken into a live Cloudflare service
+// token and a Secret that always holds a working credential.
+type ServiceTokenReconciler struct {
+	client.Client
+	APIReader client.Reader // for Secrets the cache cannot see (not labelled as ours)
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	Accounts  *Accounts
+	Inventory *Inventory
+	Metrics   Counters
+	Options   Options
+
+	drift chan event.GenericEvent
+}
+
+// Counters receives the renewals the controller makes (for metrics).
+type Counters interface {
+	RecordRotation(namespace, name string)
+	RecordRefresh(namespace, name string)
+}
+
+// Reconcile: guard clauses, then the named phases of reconcileNormal or
+// reconcileDelete; status is computed and patched once, in finish.
+func (r *ServiceTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	st := &v1alpha1.ServiceToken{}
+	if err := r.Get(ctx, req.NamespacedName, st); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	s := newScope(st, r.Clock.Now())
+	s.deleteLimit = r.Options.DeleteAttempts
+	if wait, ok := r.backingOff(s); ok {
+		return ctrl.Result{RequeueAfter: wait}, nil
+	}
+	if !st.DeletionTimestamp.IsZero() {
+		return r.finish(ctx, s, r.reconcileDelete(ctx, s))
+	}
+	if !controllerutil.ContainsFinalizer(st, v1alpha1.Finalizer) {
+		base := st.DeepCopy()
+		controllerutil.AddFinalizer(st, v1alpha1.Finalizer)
+		if err := r.Patch(ctx, st, client.MergeFrom(base)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+		s.base.ObjectMeta = *st.ObjectMeta.DeepCopy()
+	}
+	return r.finish(ctx, s, r.reconcileNormal(ctx, s))
+}
+
+// reconcileNormal runs the phases of a live ServiceToken in order. Each phase
+// records what it found in the scope; the first error stops the rest.
+func (r *ServiceTokenReconciler) reconcileNormal(ctx context.Context, s *scope) error {
+	phases := []func(context.Context, *scope) error{
+		r.loadSettings,    // spec with defaults; invalid spec is terminal
+		r.resolveAccount,  // account object, permission, client
+		r.observeSecret,   // our Secret, a conflicting one, or none
+		r.observeToken,    // the Cloudflare token, and any interrupted operation
+		r.ensureToken,     // create, recreate or update in place
+		r.renew,           // refresh or rotate when due, requested or needed
+		r.ensureSecret,    // write the credential and metadata
+		r.cleanupPrevious, // delete a replaced zone token after its grace period
+	}
+	for _, phase := range phases {
+		if err := phase(ctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// backingOff honours the failure backoff persisted in status, so a restart
+// does not retry every failing object at once. A spec change skips it.
+func (r *ServiceTokenReconciler) backingOff(s *scope) (time.Duration, bool) {
+	st := s.st
+	if st.Status.FailedAttempts == 0 || st.Status.LastFailureTime == nil || st.Generation != st.Status.ObservedGeneration ||
+		!st.DeletionTimestamp.IsZero() {
+		return 0, false
+	}
+	retryAt := st.Status.LastFailureTime.Add(backoff(st.Status.FailedAttempts, r.Options))
+	if wait := retryAt.Sub(s.now); wait > 0 {
+		return wait, true
+	}
+	return 0, false
+}
+
+// SetupWithManager wires the controller: ServiceTokens, their Secrets, the
+// accounts they use, and drift events from the inventory.
+func (r *ServiceTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.Options = r.Options.withDefaults()
+	r.drift = make(chan event.GenericEvent, 1024)
+	ctx := context.Background()
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ServiceToken{}, accountIndex, func(o client.Object) []string {
+		st := o.(*v1alpha1.ServiceToken)
+		kind := st.Spec.AccountRef.Kind
+		if kind == "" {
+			kind = v1alpha1.KindCloudflareAccount
+		}
+		if kind == v1alpha1.KindClusterCloudflareAcc {
+			return []string{accountKey(kind, "", st.Spec.AccountRef.Name)}
+		}
+		return []string{accountKey(kind, st.Namespace, st.Spec.AccountRef.Name)}
+	}); err != nil {
+		return err
+	}
+	if err := mgr.Add(&driftChecker{inv: r.Inventory, period: r.Options.DriftCheckPeriod, out: r.drift}); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.ServiceToken{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&corev1.Secret{}).
+		Watches(&v1alpha1.CloudflareAccount{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfAccount(v1alpha1.KindCloudflareAccount))).
+		Watches(&v1alpha1.ClusterCloudflareAccount{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfAccount(v1alpha1.KindClusterCloudflareAcc))).
+		WatchesRawSource(source.Channel(r.drift, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles}).
+		Complete(r)
+}
+
+const accountIndex = "spec.accountRef.key"
+
+func (r *ServiceTokenReconciler) tokensOfAccount(kind string) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		list := &v1alpha1.ServiceTokenList{}
+		if err := r.List(ctx, list, client.MatchingFields{accountIndex: accountKey(kind, o.GetNamespace(), o.GetName())}); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, st := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: st.Namespace, Name: st.Name}})
+		}
+		return reqs
+	}
+}
+
+// driftChecker lists every known account once per period and wakes the
+// ServiceTokens whose tokens changed outside the operator: drift detection
+// costs one paginated list per account, never a poll per object.
+type driftChecker struct {
+	inv    *Inventory
+	period time.Duration
+	out    chan<- event.GenericEvent
+}
+
+func (d *driftChecker) NeedLeaderElection() bool { return true }
+
+func (d *driftChecker) Start(ctx context.Context) error {
+	t := time.NewTicker(d.period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			changed, err := d.inv.DriftCheck(ctx)
+			if err != nil {
+				ctrl.LoggerFrom(ctx).Info("drift check incomplete", "error", err.Error())
+			}
+			for _, nn := range changed {
+				st := &v1alpha1.ServiceToken{}
+				st.Namespace, st.Name = nn.Namespace, nn.Name
+				select {
+				case d.out <- event.GenericEvent{Object: st}:
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// isConflict reports an optimistic-concurrency conflict (retry at once).
+func isConflict(err error) bool { return apierrors.IsConflict(err) }

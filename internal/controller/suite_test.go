@@ -1,0 +1,215 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
+	"github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare/sim"
+	"github.com/servicetoken-operator/servicetoken-operator/internal/testenv"
+)
+
+const (
+	testAccountID = "0123456789abcdef0123456789abcdef"
+	testZoneID    = "00112233445566778899aabbccddeeff"
+	testAPIToken  = "test-api-token-not-a-real-one"
+)
+
+var (
+	env       *testenv.Environment
+	k8s       client.Client
+	clk       *clocktesting.FakeClock
+	simulator *sim.Server
+	simURL    string
+	nsSeq     atomic.Int64
+)
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Controller suite")
+}
+
+var _ = BeforeSuite(func() {
+	ctrl.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	var err error
+	env, err = testenv.Start()
+	if err != nil && !testenv.InCI() {
+		Skip("API server not available: " + err.Error())
+	}
+	Expect(err).NotTo(HaveOccurred())
+	k8s, err = client.New(env.Config, client.Options{Scheme: testenv.Scheme()})
+	Expect(err).NotTo(HaveOccurred())
+
+	clk = clocktesting.NewFakeClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
+	simulator = sim.New(sim.Options{
+		Accounts:  []string{testAccountID},
+		Zones:     []string{testZoneID},
+		APITokens: []sim.APIToken{{Token: testAPIToken}},
+		RateLimit: sim.RateLimit{Requests: -1},
+		Clock:     clk,
+	})
+	srv := httptest.NewServer(simulator)
+	DeferCleanup(srv.Close)
+	simURL = srv.URL + "/client/v4"
+})
+
+var _ = AfterSuite(func() {
+	if env != nil {
+		Expect(env.Stop()).To(Succeed())
+	}
+})
+
+// hooks let a test interrupt the controller right after a Cloudflare call
+// succeeded: as if the response was lost, or the process died.
+type hooks struct {
+	mu          sync.Mutex
+	afterCreate func() error
+	afterRotate func() error
+}
+
+func (h *hooks) take(f *func() error) func() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	fn := *f
+	*f = nil // each hook fires once
+	return fn
+}
+
+type hookedFactory struct {
+	cf.Factory
+	h *hooks
+}
+
+func (f hookedFactory) ClientFor(cfg cf.AccountConfig) (cf.Client, error) {
+	c, err := f.Factory.ClientFor(cfg)
+	return hookedClient{Client: c, h: f.h}, err
+}
+
+type hookedClient struct {
+	cf.Client
+	h *hooks
+}
+
+func (c hookedClient) Create(ctx context.Context, s cf.Scope, spec cf.TokenSpec) (cf.Credentials, error) {
+	creds, err := c.Client.Create(ctx, s, spec)
+	if hook := c.h.take(&c.h.afterCreate); err == nil && hook != nil {
+		return cf.Credentials{}, hook()
+	}
+	return creds, err
+}
+
+func (c hookedClient) Rotate(ctx context.Context, account, id string, prev time.Time) (cf.Credentials, error) {
+	creds, err := c.Client.Rotate(ctx, account, id, prev)
+	if hook := c.h.take(&c.h.afterRotate); err == nil && hook != nil {
+		return cf.Credentials{}, hook()
+	}
+	return creds, err
+}
+
+// lostResponse is what the client reports when a response never arrived.
+func lostResponse() error {
+	return &cf.Error{Kind: cf.KindOutcomeUnknown, Op: "create", Message: "connection reset (injected by test)"}
+}
+
+// operator is one running manager, like one operator process.
+type operator struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	hooks  *hooks
+	events *eventLog
+}
+
+// startOperator starts a manager watching only namespace ns, with the fake
+// clock, talking to the simulator through the real client.
+func startOperator(ns string, opts Options) *operator {
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                  testenv.Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  "0",
+		GracefulShutdownTimeout: ptr(time.Second),
+		Controller:              config.Controller{SkipNameValidation: ptr(true)},
+		Cache: cache.Options{
+			DefaultNamespaces: map[string]cache.Config{ns: {}},
+			ByObject:          map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{v1alpha1.LabelManaged: "true"})}},
+		},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	h := &hooks{}
+	factory := hookedFactory{Factory: cf.NewFactory(cf.FactoryOptions{Clock: clk, MaxWait: 100 * time.Millisecond}), h: h}
+	inv := NewInventory(clk)
+	accounts := &Accounts{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Factory: factory}
+	for _, kind := range []string{v1alpha1.KindCloudflareAccount, v1alpha1.KindClusterCloudflareAcc} {
+		Expect((&AccountReconciler{Client: mgr.GetClient(), Kind: kind, Accounts: accounts, Inventory: inv, Clock: clk,
+			DriftCheckPeriod: time.Hour}).SetupWithManager(mgr)).To(Succeed())
+	}
+	events := &eventLog{}
+	if opts.DriftCheckPeriod == 0 {
+		opts.DriftCheckPeriod = time.Hour
+	}
+	if opts.BackoffBase == 0 {
+		opts.BackoffBase, opts.BackoffMax = 100*time.Millisecond, 2*time.Second
+	}
+	r := &ServiceTokenReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: events, Clock: clk,
+		Accounts: accounts, Inventory: inv, Options: opts}
+	Expect(r.SetupWithManager(mgr)).To(Succeed())
+	ctx, cancel := context.WithCancel(context.Background())
+	op := &operator{cancel: cancel, done: make(chan struct{}), hooks: h, events: events}
+	go func() {
+		defer GinkgoRecover()
+		defer close(op.done)
+		Expect(mgr.Start(ctx)).To(Succeed())
+	}()
+	return op
+}
+
+func (o *operator) stop() {
+	o.cancel()
+	Eventually(o.done, 10*time.Second).Should(BeClosed())
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// newNamespace creates a namespace of its own for one test, with the
+// credentials Secret and a Ready CloudflareAccount named "cf".
+func newNamespace(labelSet map[string]string) string {
+	ns := fmt.Sprintf("t%d", nsSeq.Add(1))
+	Expect(k8s.Create(ctx(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: labelSet}})).To(Succeed())
+	Expect(k8s.Create(ctx(), credentialsSecret(ns, "cloudflare-api", testAPIToken))).To(Succeed())
+	return ns
+}
+
+func credentialsSecret(ns, name, token string) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		StringData: map[string]string{"apiToken": token}}
+}
+
+func cfAccount(ns, name string) *v1alpha1.CloudflareAccount {
+	return &v1alpha1.CloudflareAccount{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: v1alpha1.CloudflareAccountSpec{
+			AccountSettings: v1alpha1.AccountSettings{AccountID: testAccountID, APIURL: simURL},
+			CredentialsRef:  v1alpha1.CredentialsReference{Name: "cloudflare-api"},
+		},
+	}
+}
+
+func ctx() context.Context { return context.Background() }

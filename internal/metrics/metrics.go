@@ -1,0 +1,223 @@
+// Package metrics exposes Prometheus metrics about ServiceTokens.
+//
+// The gauges are not kept in GaugeVecs updated by the controller: they are
+// computed at scrape time from the informer cache. A ServiceToken that is
+// deleted is gone from the cache, so its series vanish with it, and no code
+// path has to remember to delete label values.
+//
+// Rotations and refreshes are events, not state the cache holds, so the
+// controller records them in Counters. They too are only emitted for
+// ServiceTokens still in the cache.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+)
+
+// listTimeout bounds the cache List done on each scrape. Listing a synced
+// cache is an in-memory copy; the bound only matters before the cache has
+// synced, when a List would otherwise wait and hold up the scrape.
+const listTimeout = 5 * time.Second
+
+var labels = []string{"namespace", "name"}
+
+var (
+	expirationDesc = prometheus.NewDesc("servicetoken_expiration_timestamp_seconds",
+		"When the ServiceToken's Cloudflare token expires (status.expiresAt), in Unix seconds. No sample for tokens that never expire.",
+		labels, nil)
+	renewalDesc = prometheus.NewDesc("servicetoken_renewal_timestamp_seconds",
+		"When the operator next refreshes or rotates the token (status.renewalTime), in Unix seconds.",
+		labels, nil)
+	readyDesc = prometheus.NewDesc("servicetoken_ready_status",
+		"The ServiceToken's Ready condition: 1 for its status (true, false or unknown), 0 for the other two. No Ready condition counts as unknown.",
+		[]string{"namespace", "name", "condition"}, nil)
+	rotationsDesc = prometheus.NewDesc("servicetoken_rotations_total",
+		"Client secret rotations made by this operator process for the ServiceToken.",
+		labels, nil)
+	refreshesDesc = prometheus.NewDesc("servicetoken_refreshes_total",
+		"Expiry refreshes made by this operator process for the ServiceToken.",
+		labels, nil)
+)
+
+// conditionValues are the label values of servicetoken_ready_status; every
+// token gets all three, like kube-state-metrics, so alerts can match on
+// condition="true" == 0 without caring which of the others is set.
+var conditionValues = []string{"true", "false", "unknown"}
+
+// Counters counts the rotations and refreshes the controller makes, per
+// ServiceToken. The zero value is ready to use; it is safe for concurrent use.
+type Counters struct {
+	mu     sync.Mutex
+	seq    uint64 // bumped on every record, see prune
+	counts map[types.NamespacedName]*counts
+}
+
+type counts struct {
+	rotations, refreshes float64
+	seq                  uint64 // Counters.seq at the last record
+}
+
+// RecordRotation counts one rotation of the client secret.
+func (c *Counters) RecordRotation(namespace, name string) {
+	c.record(namespace, name, func(n *counts) { n.rotations++ })
+}
+
+// RecordRefresh counts one refresh of the expiry.
+func (c *Counters) RecordRefresh(namespace, name string) {
+	c.record(namespace, name, func(n *counts) { n.refreshes++ })
+}
+
+// Forget drops the counts of a ServiceToken. Optional: counts of tokens gone
+// from the cache are dropped at the next scrape anyway.
+func (c *Counters) Forget(namespace, name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.counts, types.NamespacedName{Namespace: namespace, Name: name})
+}
+
+func (c *Counters) record(namespace, name string, inc func(*counts)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	key := types.NamespacedName{Namespace: namespace, Name: name}
+	n := c.counts[key]
+	if n == nil {
+		if c.counts == nil {
+			c.counts = map[types.NamespacedName]*counts{}
+		}
+		n = &counts{}
+		c.counts[key] = n
+	}
+	inc(n)
+	c.seq++
+	n.seq = c.seq
+}
+
+// get returns the counts of a token (zero if none were recorded).
+func (c *Counters) get(key types.NamespacedName) counts {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.counts[key]; n != nil {
+		return *n
+	}
+	return counts{}
+}
+
+// current returns the sequence number to pass to prune, taken before listing.
+func (c *Counters) current() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.seq
+}
+
+// prune drops the counts of tokens missing from a cache listing, so deleted
+// tokens do not hold memory forever. Counts recorded after the listing began
+// (seq > listedAt) are kept: their token may be newer than the listing.
+func (c *Counters) prune(present map[types.NamespacedName]bool, listedAt uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for key, n := range c.counts {
+		if !present[key] && n.seq <= listedAt {
+			delete(c.counts, key)
+		}
+	}
+}
+
+// ServiceTokenCollector is a prometheus.Collector that lists ServiceTokens
+// from the cache on every scrape. Its embedded Counters is what the
+// controller records rotations and refreshes in.
+type ServiceTokenCollector struct {
+	Counters
+	reader client.Reader
+}
+
+// NewServiceTokenCollector returns a collector over reader, normally the
+// manager's cache (mgr.GetCache()), so scrapes never reach the API server.
+func NewServiceTokenCollector(reader client.Reader) *ServiceTokenCollector {
+	return &ServiceTokenCollector{reader: reader}
+}
+
+// Register registers a ServiceTokenCollector over reader on controller-runtime's
+// metrics registry (served on the manager's metrics endpoint) and returns the
+// Counters the controller records in. If one is registered already, its
+// Counters are returned, so the counts stay in the collector being scraped.
+func Register(reader client.Reader) (*Counters, error) {
+	c := NewServiceTokenCollector(reader)
+	if err := crmetrics.Registry.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*ServiceTokenCollector); ok {
+				return &existing.Counters, nil
+			}
+		}
+		return nil, err
+	}
+	return &c.Counters, nil
+}
+
+// Describe implements prometheus.Collector.
+func (c *ServiceTokenCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{expirationDesc, renewalDesc, readyDesc, rotationsDesc, refreshesDesc} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. If the cache cannot be listed it
+// logs and emits nothing: an error metric would fail the whole scrape
+// (controller-runtime serves with HTTPErrorOnError), hiding every other metric.
+func (c *ServiceTokenCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), listTimeout)
+	defer cancel()
+	listedAt := c.current()
+	var list v1alpha1.ServiceTokenList
+	if err := c.reader.List(ctx, &list); err != nil {
+		logf.Log.WithName("metrics").Error(err, "listing ServiceTokens for metrics")
+		return
+	}
+
+	present := make(map[types.NamespacedName]bool, len(list.Items))
+	for i := range list.Items {
+		st := &list.Items[i]
+		key := types.NamespacedName{Namespace: st.Namespace, Name: st.Name}
+		present[key] = true
+		lv := []string{st.Namespace, st.Name}
+
+		if t := st.Status.ExpiresAt; t != nil {
+			ch <- prometheus.MustNewConstMetric(expirationDesc, prometheus.GaugeValue, float64(t.Unix()), lv...)
+		}
+		if t := st.Status.RenewalTime; t != nil {
+			ch <- prometheus.MustNewConstMetric(renewalDesc, prometheus.GaugeValue, float64(t.Unix()), lv...)
+		}
+
+		ready := "unknown"
+		if cond := meta.FindStatusCondition(st.Status.Conditions, v1alpha1.ConditionReady); cond != nil {
+			ready = strings.ToLower(string(cond.Status))
+		}
+		for _, v := range conditionValues {
+			val := 0.0
+			if v == ready {
+				val = 1
+			}
+			ch <- prometheus.MustNewConstMetric(readyDesc, prometheus.GaugeValue, val, st.Namespace, st.Name, v)
+		}
+
+		// Counters start at 0 for every token, so the first rotation shows
+		// up in increase() instead of being the series' first sample.
+		n := c.get(key)
+		ch <- prometheus.MustNewConstMetric(rotationsDesc, prometheus.CounterValue, n.rotations, lv...)
+		ch <- prometheus.MustNewConstMetric(refreshesDesc, prometheus.CounterValue, n.refreshes, lv...)
+	}
+	c.prune(present, listedAt)
+}
