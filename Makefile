@@ -15,6 +15,11 @@ GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # hack/setup-envtest.sh (cached in bin/k8s/); KUBEBUILDER_ASSETS set by the user wins.
 TEST_ARGS ?=
 
+# Feature areas add their targets in hack/mk/*.mk; GENERATE_TARGETS lists the
+# generators (beyond CRDs, RBAC and deepcopy) that `make verify` reruns.
+GENERATE_TARGETS ?=
+-include $(sort $(wildcard hack/mk/*.mk))
+
 .PHONY: all
 all: build
 
@@ -56,7 +61,7 @@ test: manifests generate fmt vet envtest ## Run every test against a real API se
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test ./... -count=1 $(TEST_ARGS)
 
 .PHONY: verify
-verify: manifests generate fmt ## Regenerate everything and fail if anything changed.
+verify: manifests generate fmt $(GENERATE_TARGETS) ## Regenerate everything and fail if anything changed.
 	$(GO) mod tidy
 	@if [ -n "$$(git status --porcelain)" ]; then \
 		echo "make verify: generated or formatted files are out of date:"; \

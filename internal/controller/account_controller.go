@@ -32,6 +32,9 @@ type AccountReconciler struct {
 	Clock     clock.PassiveClock
 	// DriftCheckPeriod bounds how old a token list may be when reused.
 	DriftCheckPeriod time.Duration
+	// CredentialsRecheck is how often the credentials Secret is read again
+	// (it is not cached, so not watched). Default 5m.
+	CredentialsRecheck time.Duration
 
 	mu       sync.Mutex
 	verified map[string]string // account key -> fingerprint of the config Cloudflare accepted
@@ -58,7 +61,10 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 
 // check returns the Ready condition to record, or nil to keep the current one.
 func (r *AccountReconciler) check(ctx context.Context, acc *account) (*metav1.Condition, ctrl.Result, error) {
-	recheck := ctrl.Result{RequeueAfter: credentialsRecheck}
+	recheck := ctrl.Result{RequeueAfter: r.CredentialsRecheck}
+	if recheck.RequeueAfter <= 0 {
+		recheck.RequeueAfter = credentialsRecheck
+	}
 	cfg, err := r.Accounts.config(ctx, acc)
 	if err != nil {
 		if ae, ok := asAccountError(err); ok {

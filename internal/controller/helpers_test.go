@@ -145,6 +145,16 @@ func simTokens(name string) []sim.TokenState {
 	return out
 }
 
+// tokenIDs returns the IDs of the simulator's tokens with that name (IDs,
+// not the tokens, so a failing assertion never prints a secret).
+func tokenIDs(name string) []string {
+	var ids []string
+	for _, t := range simTokens(name) {
+		ids = append(ids, t.ID)
+	}
+	return ids
+}
+
 func simToken(id string) (sim.TokenState, bool) { return simulator.Token(id) }
 
 // poke makes the controller look at the object now, as a time-based requeue

@@ -70,6 +70,21 @@ func (v View) ByName(name string) []cf.Token {
 	return out
 }
 
+// Refresh lists the account's tokens now (shared by concurrent callers) and
+// returns them. Used to settle an interrupted operation, where only a list
+// made after the attempt can tell its outcome.
+func (inv *Inventory) Refresh(ctx context.Context, c cf.Client, account string, scope cf.Scope) (View, error) {
+	key := inventoryKey{account: account, scope: scope}
+	_, err, _ := inv.group.Do("refresh|"+account+"|"+scope.AccountID+"|"+scope.ZoneID, func() (any, error) {
+		return nil, inv.refresh(ctx, c, key)
+	})
+	if err != nil {
+		return View{}, err
+	}
+	v, _ := inv.fresh(key, time.Time{})
+	return v, nil
+}
+
 // Lookup returns the account's tokens as listed no earlier than notBefore,
 // listing again (once, shared by every concurrent caller) when the snapshot is
 // older. Pass a recent notBefore to see changes made outside the operator.

@@ -196,5 +196,6 @@ func (r *ServiceTokenReconciler) writeSecret(ctx context.Context, s *scope, data
 	}
 	s.secret = desired
 	s.st.Status.SecretName = desired.Name
+	waitForCache(ctx, r.Client, desired)
 	return nil
 }

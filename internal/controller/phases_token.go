@@ -39,12 +39,14 @@ func (r *ServiceTokenReconciler) resolveAccount(ctx context.Context, s *scope) e
 // observeToken finds the token in the account's inventory, and settles an
 // operation a crash or a lost response interrupted.
 func (r *ServiceTokenReconciler) observeToken(ctx context.Context, s *scope) error {
-	notBefore := s.now.Add(-r.Options.DriftCheckPeriod)
 	pending := s.st.Status.PendingOperation
-	if pending != nil && pending.StartedAt.After(notBefore) {
-		notBefore = pending.StartedAt.Time // only a list after the attempt can tell its outcome
+	var view View
+	var err error
+	if pending != nil { // only a list made after the attempt can tell its outcome
+		view, err = r.Inventory.Refresh(ctx, s.acct.Client, s.acct.Account.Key, s.acct.Scope)
+	} else {
+		view, err = r.Inventory.Lookup(ctx, s.acct.Client, s.acct.Account.Key, s.acct.Scope, s.now.Add(-r.Options.DriftCheckPeriod))
 	}
-	view, err := r.Inventory.Lookup(ctx, s.acct.Client, s.acct.Account.Key, s.acct.Scope, notBefore)
 	if err != nil {
 		return fmt.Errorf("listing tokens: %w", err)
 	}

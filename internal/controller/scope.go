@@ -258,6 +258,7 @@ func (r *ServiceTokenReconciler) patchStatus(ctx context.Context, s *scope) erro
 		return client.IgnoreNotFound(err)
 	}
 	s.base = s.st.DeepCopy()
+	waitForCache(ctx, r.Client, s.st)
 	return nil
 }
 

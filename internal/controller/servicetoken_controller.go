@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -70,6 +71,7 @@ type ServiceTokenReconciler struct {
 	Options   Options
 
 	drift chan event.GenericEvent
+	seen  sync.Map // UIDs this process has reconciled: their retries follow RequeueAfter
 }
 
 // Counters receives the renewals the controller makes (for metrics).
@@ -125,10 +127,14 @@ func (r *ServiceTokenReconciler) reconcileNormal(ctx context.Context, s *scope) 
 	return nil
 }
 
-// backingOff honours the failure backoff persisted in status, so a restart
-// does not retry every failing object at once. A spec change skips it.
+// backingOff honours the failure backoff persisted in status the first time
+// this process sees an object, so a restart does not retry every failing
+// object at once. Later retries are timed by RequeueAfter. A spec change skips it.
 func (r *ServiceTokenReconciler) backingOff(s *scope) (time.Duration, bool) {
 	st := s.st
+	if _, seen := r.seen.LoadOrStore(st.UID, struct{}{}); seen {
+		return 0, false
+	}
 	if st.Status.FailedAttempts == 0 || st.Status.LastFailureTime == nil || st.Generation != st.Status.ObservedGeneration ||
 		!st.DeletionTimestamp.IsZero() {
 		return 0, false

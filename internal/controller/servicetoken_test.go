@@ -38,8 +38,8 @@ var _ = Describe("A ServiceToken", func() {
 		Expect(k8s.Create(ctx(), st)).To(Succeed())
 		st = waitReady(st)
 
+		Expect(tokenIDs(ns + "/api")).To(HaveLen(1))
 		tokens := simTokens(ns + "/api")
-		Expect(tokens).To(HaveLen(1))
 		Expect(tokens[0].Duration).To(Equal("720h"))
 		Expect(st.Status.TokenID).To(Equal(tokens[0].ID))
 		Expect(st.Status.ClientID).To(Equal(tokens[0].ClientID))
@@ -91,7 +91,7 @@ var _ = Describe("A ServiceToken", func() {
 
 		update(st, func(st *v1alpha1.ServiceToken) { st.Spec.Enabled = nil })
 		Eventually(cred.works, timeout, interval).Should(BeTrue())
-		Expect(simTokens("renamed-by-spec")).To(HaveLen(1))
+		Expect(tokenIDs("renamed-by-spec")).To(HaveLen(1))
 		Expect(op.events.reasons(st)).To(ContainElement("Updated"))
 	})
 
@@ -213,7 +213,7 @@ var _ = Describe("A ServiceToken", func() {
 		Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(foreign), after)).To(Succeed())
 		Expect(after.Data).To(Equal(map[string][]byte{"password": []byte("keep-me")}))
 		Expect(after.OwnerReferences).To(BeEmpty())
-		Expect(simTokens(ns+"/conflict")).To(BeEmpty(), "no token is created that could not be stored")
+		Expect(tokenIDs(ns+"/conflict")).To(BeEmpty(), "no token is created that could not be stored")
 	})
 
 	It("restores a deleted Secret by rotating, since the old secret can't be read back", func() {
@@ -229,7 +229,7 @@ var _ = Describe("A ServiceToken", func() {
 		})
 		Expect(credentialOf(st).works()).To(BeTrue())
 		Expect(old.works()).To(BeTrue(), "workloads still holding the old secret keep working for the grace period")
-		Expect(simTokens(ns + "/lost-secret")).To(HaveLen(1))
+		Expect(tokenIDs(ns + "/lost-secret")).To(HaveLen(1))
 		Expect(op.events.reasons(st)).To(ContainElement("SecretLost"))
 	})
 
@@ -256,7 +256,7 @@ var _ = Describe("A ServiceToken", func() {
 		Expect(simulator.DeleteTokenOutOfBand(oldID)).To(BeTrue())
 		st = waitFor(st, "recreated", func(st *v1alpha1.ServiceToken) bool { return isReady(st) && st.Status.TokenID != oldID })
 		Expect(credentialOf(st).works()).To(BeTrue())
-		Expect(simTokens(ns + "/deleted-upstream")).To(HaveLen(1))
+		Expect(tokenIDs(ns + "/deleted-upstream")).To(HaveLen(1))
 		Expect(op.events.reasons(st)).To(ContainElements("TokenMissing", "Recreated"))
 	})
 
