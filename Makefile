@@ -57,7 +57,7 @@ envtest: ## Build kube-apiserver, etcd and kube-controller-manager for tests (ca
 	@hack/setup-envtest.sh >/dev/null
 
 .PHONY: test
-test: manifests generate fmt vet envtest ## Run every test against a real API server.
+test: manifests generate fmt vet envtest chart-tools ## Run every test against a real API server.
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test ./... -count=1 $(TEST_ARGS)
 
 .PHONY: verify
