@@ -141,6 +141,7 @@ func setupControllers(mgr ctrl.Manager, o options) error {
 	cloudflare.RegisterMetrics()
 	factory := cloudflare.NewFactory(cloudflare.FactoryOptions{Metrics: true, Clock: clk})
 	inventory := controller.NewInventory(clk)
+	renewals := controller.NewRenewals(clk)
 	accounts := &controller.Accounts{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Factory: factory, DefaultAPIURL: o.defaultAPIURL}
 	for _, kind := range []string{v1alpha1.KindCloudflareAccount, v1alpha1.KindClusterCloudflareAcc} {
 		r := &controller.AccountReconciler{Client: mgr.GetClient(), Kind: kind, Accounts: accounts, Inventory: inventory,
@@ -155,7 +156,7 @@ func setupControllers(mgr ctrl.Manager, o options) error {
 	}
 	st := &controller.ServiceTokenReconciler{
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("servicetoken-operator"),
-		Clock: clk, Accounts: accounts, Inventory: inventory, Metrics: counters,
+		Clock: clk, Accounts: accounts, Inventory: inventory, Renewals: renewals, Metrics: counters,
 		Options: controller.Options{DriftCheckPeriod: o.driftCheckPeriod, MaxConcurrentReconciles: o.maxConcurrentReconciles},
 	}
 	if err := st.SetupWithManager(mgr); err != nil {

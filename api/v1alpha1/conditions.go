@@ -62,3 +62,8 @@ const (
 
 // Finalizer keeps a ServiceToken until its Cloudflare token is deleted (or orphaned).
 const Finalizer = "access.servicetoken.dev/finalizer"
+
+// AccountFinalizer keeps an account until no ServiceToken uses it, so their
+// tokens can still be deleted in Cloudflare when a namespace is deleted with
+// everything in it.
+const AccountFinalizer = "access.servicetoken.dev/in-use"

@@ -106,6 +106,10 @@ type RateLimit struct {
 // rebuild only when the budget is unchanged.
 type Factory interface {
 	ClientFor(cfg AccountConfig) (Client, error)
+	// Cached returns the client last built for key, if any: deleting a token
+	// must still work after the account's credentials Secret is gone (for
+	// example when its namespace is being deleted).
+	Cached(key string) (Client, bool)
 	// Forget drops the cached client of a deleted account.
 	Forget(key string)
 }

@@ -128,6 +128,15 @@ func (f *factory) ClientFor(cfg AccountConfig) (Client, error) {
 	return c, nil
 }
 
+func (f *factory) Cached(key string) (Client, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e := f.entries[key]; e != nil {
+		return e.client, true
+	}
+	return nil, false
+}
+
 func (f *factory) Forget(key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -37,6 +37,10 @@ type Limiter struct {
 	// paused is closed (and replaced) by Pause so queued callers wake up and
 	// give their slot back instead of sending into a known 429.
 	paused chan struct{}
+	// promised is the next slot handed to a refused caller as its RetryAfter:
+	// refused callers come back one per slot, in the order they were refused,
+	// instead of all at once into the same full bucket.
+	promised time.Time
 }
 
 // NewLimiter builds a limiter for budget (DefaultRateLimit when unset).
@@ -72,12 +76,13 @@ func normalizeBudget(b RateLimit) RateLimit {
 }
 
 // bucketFor sizes the bucket so that no window of length Period ever admits
-// more than Requests: a burst of about 5% of the budget, and the rest spread
+// more than Requests: a burst of about 2% of the budget, and the rest spread
 // evenly (refill rate (Requests-burst)/Period). Cloudflare counts requests in
 // a window, so a full-budget burst followed by a full-rate refill could spend
-// twice the budget in one window.
+// twice the budget in one window. The burst is small because it is taken out
+// of the sustained rate, which is what bounds a cold start or a renewal wave.
 func bucketFor(b RateLimit) (rate.Limit, int) {
-	burst := int(math.Ceil(float64(b.Requests) / 20))
+	burst := int(math.Ceil(float64(b.Requests) / 50))
 	refill := max(b.Requests-burst, 1)
 	return rate.Limit(float64(refill) / b.Period.Seconds()), burst
 }
@@ -162,8 +167,9 @@ func (l *Limiter) wait(ctx context.Context) (time.Duration, error) {
 		return 0, l.refuse(pause, msgPaused)
 	}
 	if wait := l.slotDelayLocked(now); wait > l.maxWait || !fitsDeadline(ctx, wait) {
+		retry := l.promiseLocked(now, wait)
 		l.mu.Unlock()
-		return 0, l.refuse(wait, msgBudget)
+		return 0, l.refuse(retry, msgBudget)
 	}
 	res := l.bucket.ReserveN(now, 1)
 	paused := l.paused
@@ -189,6 +195,38 @@ func (l *Limiter) wait(ctx context.Context) (time.Duration, error) {
 		l.giveBack(res)
 		return 0, &Error{Kind: KindTransient, Message: "context done while waiting for the rate limiter", Err: ctx.Err()}
 	}
+}
+
+// Admit reports whether a call made now would get its slot within the max
+// wait, without taking it. When not, it returns the error Wait would return.
+// Callers check it before work that must precede the call (such as recording
+// an intent), so a call refused for budget costs nothing else.
+func (l *Limiter) Admit() error {
+	l.mu.Lock()
+	now := l.clock.Now()
+	if pause := l.pausedUntil.Sub(now); pause > 0 {
+		l.mu.Unlock()
+		return l.refuse(pause, msgPaused)
+	}
+	wait := l.slotDelayLocked(now)
+	if wait <= l.maxWait {
+		l.mu.Unlock()
+		return nil
+	}
+	retry := l.promiseLocked(now, wait)
+	l.mu.Unlock()
+	return l.refuse(retry, msgBudget)
+}
+
+// promiseLocked returns how long a caller refused now should wait: until its
+// own future slot, one refill interval after the slot promised before it.
+func (l *Limiter) promiseLocked(now time.Time, wait time.Duration) time.Duration {
+	at := now.Add(wait)
+	if l.promised.After(at) {
+		at = l.promised
+	}
+	l.promised = at.Add(time.Duration(float64(time.Second) / float64(l.bucket.Limit())))
+	return at.Sub(now)
 }
 
 func (l *Limiter) pauseLeft() time.Duration {

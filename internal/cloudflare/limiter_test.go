@@ -27,8 +27,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestBucketSizing(t *testing.T) {
 	g := NewWithT(t)
 	r, b := bucketFor(RateLimit{Requests: 1200, Period: 5 * time.Minute})
-	g.Expect(b).To(Equal(60))
-	g.Expect(float64(r)).To(BeNumerically("~", 1140.0/300, 1e-9))
+	g.Expect(b).To(Equal(24))
+	g.Expect(float64(r)).To(BeNumerically("~", 1176.0/300, 1e-9))
 	r, b = bucketFor(RateLimit{Requests: 1, Period: time.Minute})
 	g.Expect(b).To(Equal(1))
 	g.Expect(float64(r)).To(BeNumerically("~", 1.0/60, 1e-9))
@@ -212,4 +212,22 @@ func TestLimiterContextCancelWhileQueued(t *testing.T) {
 	g.Expect(KindOf(err)).To(Equal(KindTransient))
 	g.Expect(err).To(MatchError(context.Canceled))
 	g.Expect(lim.Tokens()).To(BeNumerically("~", before, 1e-9), "the slot was given back")
+}
+
+// Callers refused for budget are promised distinct future slots, one refill
+// interval apart, so they do not all come back at once; Admit takes no slot.
+func TestLimiterRefusalsArePromisedDistinctSlots(t *testing.T) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(testEpoch)
+	// burst 1, then one slot per second.
+	lim := NewLimiter(RateLimit{Requests: 2, Period: time.Second}, 100*time.Millisecond, clk)
+	g.Expect(lim.Admit()).To(Succeed())
+	g.Expect(lim.Wait(context.Background())).To(Succeed())
+	before := lim.Tokens()
+	first, second := lim.Admit(), lim.Wait(context.Background())
+	g.Expect(KindOf(first)).To(Equal(KindRateLimited))
+	g.Expect(KindOf(second)).To(Equal(KindRateLimited))
+	g.Expect(RetryAfterOf(first)).To(Equal(time.Second))
+	g.Expect(RetryAfterOf(second)).To(Equal(2 * time.Second))
+	g.Expect(lim.Tokens()).To(Equal(before), "refusals take no slot")
 }

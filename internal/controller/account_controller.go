@@ -14,6 +14,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
@@ -52,6 +54,9 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if done, result, err := r.guardDeletion(ctx, acc); done {
+		return result, err
+	}
 	ready, result, err := r.check(ctx, acc)
 	if ready == nil { // a transient failure: keep the last verdict, retry
 		return result, err
@@ -77,8 +82,10 @@ func (r *AccountReconciler) check(ctx context.Context, acc *account) (*metav1.Co
 		return notReady(v1alpha1.ReasonCredentialsInvalid, err.Error()), recheck, nil
 	}
 	fp := fingerprint(cfg)
-	if r.fingerprint(acc.Key) != fp {
-		r.Inventory.Forget(acc.Key) // other credentials may see other tokens
+	if old := r.fingerprint(acc.Key); old != "" && old != fp {
+		// Other credentials may see other tokens. (A process's first check
+		// keeps what ServiceTokens listed with these same credentials.)
+		r.Inventory.Forget(acc.Key)
 	}
 	notBefore := r.Clock.Now().Add(-r.DriftCheckPeriod)
 	if _, err := r.Inventory.Lookup(ctx, c, acc.Key, cf.Scope{AccountID: acc.Settings.AccountID}, notBefore); err != nil {
@@ -91,12 +98,44 @@ func (r *AccountReconciler) check(ctx context.Context, acc *account) (*metav1.Co
 		case cf.KindRateLimited:
 			return nil, ctrl.Result{RequeueAfter: cf.RetryAfterOf(err)}, nil
 		default:
+			if c := meta.FindStatusCondition(acc.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+				// No good verdict to keep (a new account, or one already
+				// failing): say why rather than leave Ready unset.
+				return notReady(v1alpha1.ReasonCloudflareError, "cannot reach the Cloudflare API: "+err.Error()),
+					ctrl.Result{RequeueAfter: 10 * time.Second}, nil
+			}
 			return nil, ctrl.Result{}, err
 		}
 	}
 	r.setFingerprint(acc.Key, fp)
 	return &metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReady,
 		Message: "credentials accepted by Cloudflare"}, recheck, nil
+}
+
+// guardDeletion keeps an account (and so its cached client) until no
+// ServiceToken uses it: their tokens can then still be deleted in Cloudflare
+// when a namespace is deleted with everything in it. done says the
+// reconcile ends here.
+func (r *AccountReconciler) guardDeletion(ctx context.Context, acc *account) (done bool, _ ctrl.Result, _ error) {
+	obj := acc.Object
+	if obj.GetDeletionTimestamp().IsZero() {
+		if controllerutil.ContainsFinalizer(obj, v1alpha1.AccountFinalizer) {
+			return false, ctrl.Result{}, nil
+		}
+		base := obj.DeepCopyObject().(client.Object)
+		controllerutil.AddFinalizer(obj, v1alpha1.AccountFinalizer)
+		return false, ctrl.Result{}, r.Patch(ctx, obj, client.MergeFrom(base))
+	}
+	users := &v1alpha1.ServiceTokenList{}
+	if err := r.List(ctx, users, client.MatchingFields{accountIndex: acc.Key}, client.Limit(1)); err != nil {
+		return true, ctrl.Result{}, err
+	}
+	if len(users.Items) > 0 {
+		return true, ctrl.Result{RequeueAfter: 2 * time.Second}, nil // still in use
+	}
+	base := obj.DeepCopyObject().(client.Object)
+	controllerutil.RemoveFinalizer(obj, v1alpha1.AccountFinalizer)
+	return true, ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, obj, client.MergeFrom(base)))
 }
 
 func notReady(reason, msg string) *metav1.Condition {
@@ -151,6 +190,11 @@ func (r *AccountReconciler) setFingerprint(key, fp string) {
 	r.verified[key] = fp
 }
 
+// deletionStarted lets through the update that marks an object for deletion.
+var deletionStarted = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	return e.ObjectOld.GetDeletionTimestamp().IsZero() && !e.ObjectNew.GetDeletionTimestamp().IsZero()
+}}
+
 // SetupWithManager registers the reconciler for its kind.
 func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	var obj client.Object = &v1alpha1.CloudflareAccount{}
@@ -159,6 +203,6 @@ func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(r.Kind).
-		For(obj, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		For(obj, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, deletionStarted))).
 		Complete(r)
 }

@@ -133,7 +133,7 @@ func (a *Accounts) Resolve(ctx context.Context, st *v1alpha1.ServiceToken, kind 
 	acc, err := a.get(ctx, kind, st.Namespace, st.Spec.AccountRef.Name)
 	if apierrors.IsNotFound(err) {
 		return nil, &accountError{Reason: v1alpha1.ReasonAccountNotFound,
-			Message: fmt.Sprintf("%s %q not found; create it, or fix spec.accountRef", kind, st.Spec.AccountRef.Name)}
+			Message: fmt.Sprintf("%s %q not found; create it (spec.accountRef is immutable: to use another account, recreate the ServiceToken)", kind, st.Spec.AccountRef.Name)}
 	}
 	if err != nil {
 		return nil, err
@@ -181,6 +181,36 @@ func (a *Accounts) namespaceAllowed(ctx context.Context, sel *metav1.LabelSelect
 		return false, fmt.Errorf("reading namespace %s: %w", namespace, err)
 	}
 	return s.Matches(labels.Set(ns.Labels)), nil
+}
+
+// ResolveForDeletion finds what deleting a ServiceToken's token needs: the
+// account and a client. Unlike Resolve it ignores the namespaceSelector and
+// the account's Ready condition (a token the operator created must be
+// deletable), and it falls back to the last client built for the account when
+// the credentials Secret is gone, as when a namespace is deleted with
+// everything in it (the account's finalizer keeps the account meanwhile).
+func (a *Accounts) ResolveForDeletion(ctx context.Context, st *v1alpha1.ServiceToken, kind string) (*resolved, error) {
+	acc, err := a.get(ctx, kind, st.Namespace, st.Spec.AccountRef.Name)
+	if apierrors.IsNotFound(err) {
+		return nil, &accountError{Reason: v1alpha1.ReasonAccountNotFound,
+			Message: fmt.Sprintf("%s %q not found, so its token cannot be deleted", kind, st.Spec.AccountRef.Name)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	scope := cf.Scope{AccountID: acc.Settings.AccountID, ZoneID: st.Spec.ZoneID}
+	cfg, err := a.config(ctx, acc)
+	if err != nil {
+		if c, ok := a.Factory.Cached(acc.Key); ok {
+			return &resolved{Account: acc, Client: c, Scope: scope}, nil
+		}
+		return nil, err
+	}
+	c, err := a.Factory.ClientFor(cfg)
+	if err != nil {
+		return nil, &accountError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true, Message: err.Error()}
+	}
+	return &resolved{Account: acc, Client: c, Scope: scope}, nil
 }
 
 // asAccountError unwraps an *accountError.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -47,7 +48,7 @@ func (r *ServiceTokenReconciler) reconcileDelete(ctx context.Context, s *scope) 
 // one, a replaced zone token, and any token an interrupted create left.
 func (r *ServiceTokenReconciler) deleteTokens(ctx context.Context, s *scope) error {
 	st := s.st
-	acct, err := r.Accounts.Resolve(ctx, st, accountKindOf(st))
+	acct, err := r.Accounts.ResolveForDeletion(ctx, st, accountKindOf(st))
 	if err != nil {
 		return fmt.Errorf("cannot reach the account to delete the token: %w", err)
 	}
@@ -84,6 +85,7 @@ func accountKindOf(st *v1alpha1.ServiceToken) string {
 
 // release removes the finalizer; the API server then deletes the object.
 func (r *ServiceTokenReconciler) release(ctx context.Context, s *scope) error {
+	r.Renewals.Remove(types.NamespacedName{Namespace: s.st.Namespace, Name: s.st.Name})
 	base := s.st.DeepCopy()
 	controllerutil.RemoveFinalizer(s.st, v1alpha1.Finalizer)
 	if err := r.Patch(ctx, s.st, client.MergeFrom(base)); err != nil {

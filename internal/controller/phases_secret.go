@@ -140,6 +140,33 @@ func (r *ServiceTokenReconciler) ensureSecret(ctx context.Context, s *scope) err
 	return r.writeSecret(ctx, s, s.secret.Data, issuedAt(s.secret))
 }
 
+// cleanupSecrets deletes Secrets this ServiceToken controls under a name
+// other than spec.secret.name. moveSecret deletes the old Secret after
+// copying it, but a crash (or a lost status write) between creating the new
+// Secret and deleting the old one leaves the old one behind, still holding a
+// credential; the next reconcile finds the new Secret and never looks back.
+// Only once the current Secret holds the working credential are the others
+// redundant.
+func (r *ServiceTokenReconciler) cleanupSecrets(ctx context.Context, s *scope) error {
+	if s.token == nil || !s.secretOK || s.secret == nil || s.secret.Name != s.eff.SecretName || s.movedFrom != nil {
+		return nil
+	}
+	list := &corev1.SecretList{}
+	if err := r.List(ctx, list, client.InNamespace(s.st.Namespace), client.MatchingLabels{v1alpha1.LabelManaged: "true"}); err != nil {
+		return fmt.Errorf("listing Secrets: %w", err)
+	}
+	for i := range list.Items {
+		old := &list.Items[i]
+		if old.Name == s.eff.SecretName || !metav1.IsControlledBy(old, s.st) {
+			continue
+		}
+		if err := r.Delete(ctx, old); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting the old Secret %s: %w", old.Name, err)
+		}
+	}
+	return nil
+}
+
 // desiredSecret is the Secret as the spec and the token say it should be.
 func (r *ServiceTokenReconciler) desiredSecret(s *scope, data map[string][]byte, issued time.Time) *corev1.Secret {
 	labels := map[string]string{}

@@ -69,7 +69,12 @@ func (r *ServiceTokenReconciler) settlePending(ctx context.Context, s *scope, p 
 	if p.Type == v1alpha1.OperationRotate {
 		// The Secret records when its secret was issued: if that is after the
 		// attempt began, the rotation completed and was stored.
-		if s.secretOK && issuedAt(s.secret).After(p.StartedAt.Add(-time.Second)) {
+		// Strictly after: issued-at and startedAt have one-second resolution,
+		// so a secret issued in the same second may be an earlier rotation's,
+		// which Cloudflare has just made "previous" (found by make chaos: a
+		// Ready ServiceToken whose Secret no longer authenticated). Rotating
+		// once more is safe; trusting it is not.
+		if s.secretOK && issuedAt(s.secret).After(p.StartedAt.Time) {
 			st.Status.LastRotationTime = &metav1.Time{Time: issuedAt(s.secret)}
 		} else if s.token != nil {
 			// Outcome unknown: the secret in the Secret may already be the
@@ -168,6 +173,9 @@ func sameDuration(a, b string) bool {
 // createToken records the intent, creates a token and stores its secret at once.
 func (r *ServiceTokenReconciler) createToken(ctx context.Context, s *scope, op v1alpha1.OperationType) error {
 	old := s.st.Status.TokenID
+	if err := r.admit(s, "create"); err != nil {
+		return err
+	}
 	if err := r.recordIntent(ctx, s, v1alpha1.PendingOperation{Type: op, TokenName: s.eff.TokenName, TokenID: old}); err != nil {
 		return err
 	}
@@ -198,6 +206,26 @@ func (r *ServiceTokenReconciler) createToken(ctx context.Context, s *scope, op v
 	}
 	r.event(s, corev1.EventTypeNormal, reason, "Create", "%s token %s; credential stored in Secret %s", verb, creds.ID, s.eff.SecretName)
 	return nil
+}
+
+// admit checks the account's budget before a secret-issuing call: when the
+// call would be refused, it is refused before the intent is written, so
+// waiting for budget costs no write, and the object comes back at its own
+// future slot (cf.Limiter.Admit).
+func (r *ServiceTokenReconciler) admit(s *scope, op string) error {
+	src, ok := r.Accounts.Factory.(cf.LimiterSource)
+	if !ok {
+		return nil
+	}
+	lim := src.Limiter(s.acct.Account.Key)
+	if lim == nil {
+		return nil
+	}
+	err := lim.Admit()
+	if e, ok := err.(*cf.Error); ok {
+		e.Op = op
+	}
+	return err
 }
 
 // stored records a token state Cloudflare returned after a write.
@@ -247,7 +275,15 @@ func (r *ServiceTokenReconciler) renewalTime(s *scope) time.Time {
 		return time.Time{}
 	}
 	at := schedule.RenewalTime(s.token.ExpiresAt, s.eff.RenewBefore)
-	return schedule.SpreadRenewal(at, s.eff.RenewBefore, string(s.st.UID), 0.05)
+	at = schedule.SpreadRenewal(at, s.eff.RenewBefore, string(s.st.UID), 0.05)
+	// The account's plan may move it earlier (a wave the budget covers only
+	// if it starts early) or queue it behind renewals that expire sooner.
+	cost := 1
+	if s.eff.RenewalAction == v1alpha1.RenewalRotate {
+		cost = 2 // rotate, then refresh
+	}
+	return r.Renewals.Plan(s.acct.Account.Key, types.NamespacedName{Namespace: s.st.Namespace, Name: s.st.Name},
+		schedule.Renewal{At: at, Deadline: s.token.ExpiresAt, Cost: cost}, renewalInterval(s.acct.Account.Settings))
 }
 
 func lastRotation(st *v1alpha1.ServiceToken) time.Time {
@@ -270,6 +306,8 @@ func (r *ServiceTokenReconciler) recordSchedule(s *scope) {
 	var next []time.Time
 	if !s.eff.Forever {
 		next = append(next, r.renewalTime(s))
+	} else {
+		r.Renewals.Remove(types.NamespacedName{Namespace: st.Namespace, Name: st.Name})
 	}
 	next = append(next, schedule.NextRotation(lastRotation(st), s.eff.RotateEvery))
 	if at, _, ok := schedule.Next(s.now, next...); ok {
@@ -287,16 +325,20 @@ func (r *ServiceTokenReconciler) rotate(ctx context.Context, s *scope) error {
 			}
 			s.st.Status.PreviousTokenID = ""
 		}
+		lost := s.secretUnknown // nobody holds the replaced token's secret
 		if err := r.createToken(ctx, s, v1alpha1.OperationReplace); err != nil {
 			return err
 		}
 		r.finishRotation(s)
-		if s.eff.GracePeriod == 0 || s.secretUnknown {
-			return r.cleanupPrevious(ctx, s)
+		if s.eff.GracePeriod == 0 || lost {
+			return r.deletePrevious(ctx, s)
 		}
 		return nil
 	}
 	id := s.token.ID
+	if err := r.admit(s, "rotate"); err != nil {
+		return err
+	}
 	if err := r.recordIntent(ctx, s, v1alpha1.PendingOperation{Type: v1alpha1.OperationRotate, TokenID: id}); err != nil {
 		return err
 	}
@@ -352,6 +394,7 @@ func (r *ServiceTokenReconciler) refresh(ctx context.Context, s *scope) error {
 		return fmt.Errorf("refreshing token %s: %w", s.token.ID, err)
 	}
 	r.stored(s, t)
+	s.progress = v1alpha1.ReasonRefreshing
 	s.st.Status.LastRefreshTime = &metav1.Time{Time: s.now}
 	if r.Metrics != nil {
 		r.Metrics.RecordRefresh(s.st.Namespace, s.st.Name)
@@ -366,9 +409,15 @@ func (r *ServiceTokenReconciler) cleanupPrevious(ctx context.Context, s *scope) 
 	if st.Status.PreviousTokenID == "" {
 		return nil
 	}
-	if st.Status.PreviousSecretExpiresAt != nil && s.now.Before(st.Status.PreviousSecretExpiresAt.Time) && !s.secretUnknown && s.eff.GracePeriod > 0 {
+	if st.Status.PreviousSecretExpiresAt != nil && s.now.Before(st.Status.PreviousSecretExpiresAt.Time) {
 		return nil // nextAction requeues at the end of the grace period
 	}
+	return r.deletePrevious(ctx, s)
+}
+
+// deletePrevious deletes the replaced zone token now.
+func (r *ServiceTokenReconciler) deletePrevious(ctx context.Context, s *scope) error {
+	st := s.st
 	if err := r.deleteToken(ctx, s, st.Status.PreviousTokenID); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -38,7 +39,6 @@ type scope struct {
 	secretUnknown bool
 	deleteLimit   int32  // failed deletions before the status tells how to release
 	progress      string // reason of the work this reconcile did, for Reconciling
-	requeueSoon   bool   // more work follows at once (e.g. after a recovery step)
 }
 
 func newScope(st *v1alpha1.ServiceToken, now time.Time) *scope {
@@ -102,6 +102,9 @@ func classify(err error, opts Options, failures int32) outcome {
 	return outcome{kind: "retry", reason: v1alpha1.ReasonCloudflareError, message: err.Error(), after: backoff(failures+1, opts)}
 }
 
+// stalledRecheck is how often a Stalled object looks again on its own.
+const stalledRecheck = 10 * time.Minute
+
 func backoff(failures int32, opts Options) time.Duration {
 	o := opts.withDefaults()
 	return schedule.Backoff(failures, o.BackoffBase, o.BackoffMax)
@@ -121,6 +124,7 @@ func (r *ServiceTokenReconciler) finish(ctx context.Context, s *scope, err error
 		out.kind, out.after = "retry", backoff(st.Status.FailedAttempts+1, r.Options)
 	}
 	result := r.applyOutcome(s, out)
+	before := meta.FindStatusCondition(s.base.Status.Conditions, v1alpha1.ConditionReady)
 	setConditions(s, out)
 	if perr := r.patchStatus(ctx, s); perr != nil {
 		if isConflict(perr) {
@@ -128,11 +132,23 @@ func (r *ServiceTokenReconciler) finish(ctx context.Context, s *scope, err error
 		}
 		return ctrl.Result{}, perr
 	}
+	// A problem a person must fix is also an event, once per new reason, so
+	// `kubectl get events` shows it without polling the status.
+	if blocked(out) && (before == nil || before.Reason != out.reason) {
+		r.event(s, corev1.EventTypeWarning, out.reason, "Reconcile", "%s", out.message)
+	}
 	if out.kind == "retry" {
 		ctrl.LoggerFrom(ctx).Info("reconcile failed, retrying", "reason", out.reason, "error", out.message,
 			"failedAttempts", st.Status.FailedAttempts, "retryIn", result.RequeueAfter.String())
 	}
 	return result, nil
+}
+
+// blocked reports an outcome that waits for a person: a terminal error, or
+// an account that is missing or not usable.
+func blocked(out outcome) bool {
+	return out.kind == "terminal" || (out.kind == "wait" &&
+		(out.reason == v1alpha1.ReasonAccountNotFound || out.reason == v1alpha1.ReasonAccountNotReady))
 }
 
 // applyOutcome updates the failure bookkeeping and computes the requeue.
@@ -142,14 +158,14 @@ func (r *ServiceTokenReconciler) applyOutcome(s *scope, out outcome) ctrl.Result
 	case "ok":
 		st.Status.FailedAttempts, st.Status.LastFailureTime = 0, nil
 		st.Status.ObservedGeneration = st.Generation
-		if s.requeueSoon {
-			return ctrl.Result{RequeueAfter: time.Second}
-		}
 		return r.nextAction(s)
 	case "terminal":
 		st.Status.FailedAttempts, st.Status.LastFailureTime = 0, nil
 		st.Status.ObservedGeneration = st.Generation
-		return ctrl.Result{}
+		// Changes to the object, its account and its Secret wake it at once;
+		// this slow look covers what is not watched (a foreign Secret deleted,
+		// namespace labels, an API token fixed while the account stayed Ready).
+		return ctrl.Result{RequeueAfter: stalledRecheck}
 	case "wait":
 		return ctrl.Result{RequeueAfter: out.after}
 	default: // retry
@@ -187,8 +203,12 @@ func setConditions(s *scope, out outcome) {
 		meta.SetStatusCondition(&st.Status.Conditions, metav1.Condition{Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
 	}
 	if !st.DeletionTimestamp.IsZero() {
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonDeleting, deletingMessage(s, out))
-		set(v1alpha1.ConditionReconciling, metav1.ConditionTrue, v1alpha1.ReasonDeleting, deletingMessage(s, out))
+		reason := v1alpha1.ReasonDeleting
+		if out.kind != "ok" && st.Status.FailedAttempts >= s.deleteLimit {
+			reason = v1alpha1.ReasonDeletionBlocked
+		}
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, reason, deletingMessage(s, out))
+		set(v1alpha1.ConditionReconciling, metav1.ConditionTrue, reason, deletingMessage(s, out))
 		set(v1alpha1.ConditionStalled, metav1.ConditionFalse, v1alpha1.ReasonDeleting, "")
 		return
 	}
@@ -198,7 +218,7 @@ func setConditions(s *scope, out outcome) {
 		set(v1alpha1.ConditionStalled, metav1.ConditionTrue, out.reason, out.message)
 		set(v1alpha1.ConditionReconciling, metav1.ConditionFalse, out.reason, "")
 		return
-	case out.kind == "ok" && healthy && !s.requeueSoon:
+	case out.kind == "ok" && healthy:
 		msg := fmt.Sprintf("Secret %s holds a working credential for token %s", st.Status.SecretName, s.token.ID)
 		if !s.eff.Enabled {
 			msg += " (token disabled by spec.enabled)"
@@ -253,6 +273,9 @@ func (s *scope) released() bool {
 // retry, instead of a status mixed from two reconciles, or a Cloudflare write
 // decided on old facts (every secret-issuing call is preceded by a patch).
 func (r *ServiceTokenReconciler) patchStatus(ctx context.Context, s *scope) error {
+	if equality.Semantic.DeepEqual(s.base.Status, s.st.Status) {
+		return nil // nothing changed: a restart of N Ready objects writes nothing
+	}
 	patch := client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{})
 	if err := r.Status().Patch(ctx, s.st, patch); err != nil {
 		return client.IgnoreNotFound(err)

@@ -67,6 +67,7 @@ type ServiceTokenReconciler struct {
 	Clock     clock.PassiveClock
 	Accounts  *Accounts
 	Inventory *Inventory
+	Renewals  *Renewals // plans each account's renewals against its budget (nil: each object on its own)
 	Metrics   Counters
 	Options   Options
 
@@ -85,6 +86,9 @@ type Counters interface {
 func (r *ServiceTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	st := &v1alpha1.ServiceToken{}
 	if err := r.Get(ctx, req.NamespacedName, st); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Renewals.Remove(req.NamespacedName)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	s := newScope(st, r.Clock.Now())
@@ -117,6 +121,7 @@ func (r *ServiceTokenReconciler) reconcileNormal(ctx context.Context, s *scope) 
 		r.ensureToken,     // create, recreate or update in place
 		r.renew,           // refresh or rotate when due, requested or needed
 		r.ensureSecret,    // write the credential and metadata
+		r.cleanupSecrets,  // Secrets an interrupted move left under an old name
 		r.cleanupPrevious, // delete a replaced zone token after its grace period
 	}
 	for _, phase := range phases {
@@ -168,9 +173,14 @@ func (r *ServiceTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(&driftChecker{inv: r.Inventory, period: r.Options.DriftCheckPeriod, out: r.drift}); err != nil {
 		return err
 	}
+	if r.Renewals != nil {
+		if err := mgr.Add(&renewalWaker{renewals: r.Renewals, tick: time.Second, out: r.drift}); err != nil {
+			return err
+		}
+	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.ServiceToken{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		For(&v1alpha1.ServiceToken{}, builder.WithPredicates(predicate.Or[client.Object](
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionStarted))).
 		Owns(&corev1.Secret{}).
 		Watches(&v1alpha1.CloudflareAccount{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfAccount(v1alpha1.KindCloudflareAccount))).
 		Watches(&v1alpha1.ClusterCloudflareAccount{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfAccount(v1alpha1.KindClusterCloudflareAcc))).

@@ -293,15 +293,35 @@ var _ = Describe("A ServiceToken", func() {
 			Expect(exists).To(BeTrue())
 		})
 
-		It("can be released with the force-delete annotation when the account is gone", func() {
+		It("deletes its token even when the account and its credentials are deleted with it, as in a namespace deletion", func() {
+			st := serviceToken(ns, "ns-gone")
+			Expect(k8s.Create(ctx(), st)).To(Succeed())
+			st = waitReady(st)
+			acc := cfAccount(ns, "cf")
+			Expect(k8s.Delete(ctx(), acc)).To(Succeed())
+			Expect(k8s.Delete(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cloudflare-api"}})).To(Succeed())
+			Expect(k8s.Delete(ctx(), st)).To(Succeed())
+			Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKeyFromObject(st), st)) }, timeout, interval).Should(BeTrue())
+			_, exists := simToken(st.Status.TokenID)
+			Expect(exists).To(BeFalse(), "the token is deleted with the last client the account had")
+			Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKeyFromObject(acc), acc)) }, timeout, interval).
+				Should(BeTrue(), "the account's finalizer is released once no ServiceToken uses it")
+		})
+
+		It("can be released with the force-delete annotation when its token cannot be deleted", func() {
 			st := serviceToken(ns, "stuck")
 			Expect(k8s.Create(ctx(), st)).To(Succeed())
 			st = waitReady(st)
-			Expect(k8s.Delete(ctx(), cfAccount(ns, "cf"))).To(Succeed())
+			Eventually(func() error { // Cloudflare becomes unreachable for this account
+				acc := &v1alpha1.CloudflareAccount{}
+				Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: "cf"}, acc)).To(Succeed())
+				acc.Spec.APIURL = "http://127.0.0.1:1/client/v4"
+				return k8s.Update(ctx(), acc)
+			}, timeout, interval).Should(Succeed())
 			Expect(k8s.Delete(ctx(), st)).To(Succeed())
 			st = waitFor(st, "deletion blocked", func(st *v1alpha1.ServiceToken) bool {
 				c := condition(st, v1alpha1.ConditionReady)
-				return c != nil && c.Reason == v1alpha1.ReasonDeleting && st.Status.FailedAttempts >= 5 &&
+				return c != nil && c.Reason == v1alpha1.ReasonDeletionBlocked && st.Status.FailedAttempts >= 5 &&
 					containsText(c.Message, v1alpha1.AnnotationForceDelete)
 			})
 			Expect(op.events.reasons(st)).To(ContainElement(v1alpha1.ReasonDeletionBlocked))

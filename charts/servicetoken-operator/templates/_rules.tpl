@@ -19,7 +19,6 @@
   - delete
   - get
   - list
-  - patch
   - update
   - watch
 - apiGroups:
@@ -35,9 +34,11 @@
   resources:
   - cloudflareaccounts
   - clustercloudflareaccounts
+  - servicetokens
   verbs:
   - get
   - list
+  - patch
   - watch
 - apiGroups:
   - access.servicetoken.dev
@@ -46,19 +47,7 @@
   - clustercloudflareaccounts/status
   - servicetokens/status
   verbs:
-  - get
   - patch
-  - update
-- apiGroups:
-  - access.servicetoken.dev
-  resources:
-  - servicetokens
-  verbs:
-  - get
-  - list
-  - patch
-  - update
-  - watch
 - apiGroups:
   - access.servicetoken.dev
   resources:
@@ -78,7 +67,6 @@
   - delete
   - get
   - list
-  - patch
   - update
   - watch
 - apiGroups:
@@ -93,9 +81,11 @@
   - access.servicetoken.dev
   resources:
   - cloudflareaccounts
+  - servicetokens
   verbs:
   - get
   - list
+  - patch
   - watch
 - apiGroups:
   - access.servicetoken.dev
@@ -103,19 +93,7 @@
   - cloudflareaccounts/status
   - servicetokens/status
   verbs:
-  - get
   - patch
-  - update
-- apiGroups:
-  - access.servicetoken.dev
-  resources:
-  - servicetokens
-  verbs:
-  - get
-  - list
-  - patch
-  - update
-  - watch
 - apiGroups:
   - access.servicetoken.dev
   resources:
@@ -141,13 +119,12 @@
   verbs:
   - get
   - list
+  - patch
   - watch
 - apiGroups:
   - access.servicetoken.dev
   resources:
   - clustercloudflareaccounts/status
   verbs:
-  - get
   - patch
-  - update
 {{- end }}

@@ -1,0 +1,176 @@
+package controller
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+	"github.com/servicetoken-operator/servicetoken-operator/internal/schedule"
+)
+
+// renewalBudgetShare is the part of an account's budget renewals are planned
+// to use; the rest stays for creates, lists and other tools of the same user.
+const renewalBudgetShare = 0.8
+
+// replanEvery bounds how often one account's plan is recomputed while its
+// renewals change (e.g. during a restart, when every object registers).
+const replanEvery = 500 * time.Millisecond
+
+// Renewals plans each account's renewals as a whole against its budget
+// (schedule.PlanRenewals): when many tokens come due together, the run starts
+// early enough, in expiry order, that the budget covers every one of them
+// before it expires. Each ServiceToken registers its own renewal time and
+// gets back its place in the plan; a waker wakes objects whose place moved
+// earlier than the requeue they were given.
+type Renewals struct {
+	clock clock.PassiveClock
+
+	mu       sync.Mutex
+	accounts map[string]*renewalPlan
+	where    map[types.NamespacedName]string // owner -> account key
+}
+
+type renewalPlan struct {
+	interval time.Duration // one planned call per interval
+	entries  map[types.NamespacedName]schedule.Renewal
+	planned  map[string]time.Time // by Renewal.Key
+	woken    map[types.NamespacedName]time.Time
+	dirty    bool
+	at       time.Time // when planned was computed
+}
+
+// NewRenewals returns an empty planner.
+func NewRenewals(clk clock.PassiveClock) *Renewals {
+	return &Renewals{clock: clk, accounts: map[string]*renewalPlan{}, where: map[types.NamespacedName]string{}}
+}
+
+// renewalInterval is the time one planned call takes of an account's budget
+// (requests per period, at renewalBudgetShare).
+func renewalInterval(settings v1alpha1.AccountSettings) time.Duration {
+	n, period := settings.EffectiveRateLimit()
+	return time.Duration(float64(period) / (float64(n) * renewalBudgetShare))
+}
+
+// Plan registers owner's renewal r in account and returns when it should
+// start: r.At when the account's budget covers it, earlier when a run of
+// renewals must start early. A nil planner returns r.At.
+func (p *Renewals) Plan(account string, owner types.NamespacedName, r schedule.Renewal, interval time.Duration) time.Time {
+	if p == nil || r.At.IsZero() {
+		p.Remove(owner)
+		return r.At
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if old, ok := p.where[owner]; ok && old != account {
+		p.removeLocked(owner)
+	}
+	a := p.accounts[account]
+	if a == nil {
+		a = &renewalPlan{entries: map[types.NamespacedName]schedule.Renewal{}, woken: map[types.NamespacedName]time.Time{}}
+		p.accounts[account] = a
+	}
+	r.Key = owner.String()
+	if old, ok := a.entries[owner]; !ok || old != r || a.interval != interval {
+		a.entries[owner], a.interval, a.dirty = r, interval, true
+		p.where[owner] = account
+	}
+	now := p.clock.Now()
+	if a.dirty && now.Sub(a.at) >= replanEvery {
+		a.replan(now)
+	}
+	if at, ok := a.planned[r.Key]; ok {
+		return at
+	}
+	return r.At // not planned yet: the waker wakes it if the plan moves it earlier
+}
+
+// Remove forgets owner's renewal (deleted, or never expires).
+func (p *Renewals) Remove(owner types.NamespacedName) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.removeLocked(owner)
+}
+
+func (p *Renewals) removeLocked(owner types.NamespacedName) {
+	account, ok := p.where[owner]
+	if !ok {
+		return
+	}
+	delete(p.where, owner)
+	if a := p.accounts[account]; a != nil {
+		delete(a.entries, owner)
+		delete(a.woken, owner)
+		a.dirty = true
+	}
+}
+
+func (a *renewalPlan) replan(now time.Time) {
+	rs := make([]schedule.Renewal, 0, len(a.entries))
+	for _, r := range a.entries {
+		rs = append(rs, r)
+	}
+	a.planned = schedule.PlanRenewals(rs, a.interval)
+	a.dirty, a.at = false, now
+}
+
+// due replans what changed and returns the owners whose planned start has
+// come and lies before their own renewal time (so their requeue, set for a
+// later time, would be too late). Each planned time wakes its owner once.
+func (p *Renewals) due() []types.NamespacedName {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.clock.Now()
+	var out []types.NamespacedName
+	for _, a := range p.accounts {
+		if a.dirty {
+			a.replan(now)
+		}
+		for owner, r := range a.entries {
+			at, ok := a.planned[r.Key]
+			if !ok || at.After(now) || !at.Before(r.At) || a.woken[owner].Equal(at) {
+				continue
+			}
+			a.woken[owner] = at
+			out = append(out, owner)
+		}
+	}
+	return out
+}
+
+// renewalWaker wakes ServiceTokens whose planned renewal has come.
+type renewalWaker struct {
+	renewals *Renewals
+	tick     time.Duration
+	out      chan<- event.GenericEvent
+}
+
+func (w *renewalWaker) NeedLeaderElection() bool { return true }
+
+func (w *renewalWaker) Start(ctx context.Context) error {
+	t := time.NewTicker(w.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			for _, nn := range w.renewals.due() {
+				st := &v1alpha1.ServiceToken{}
+				st.Namespace, st.Name = nn.Namespace, nn.Name
+				select {
+				case w.out <- event.GenericEvent{Object: st}:
+				case <-ctx.Done():
+					return nil
+				}
+			}
+		}
+	}
+}
