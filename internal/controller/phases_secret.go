@@ -152,7 +152,8 @@ func (r *ServiceTokenReconciler) cleanupSecrets(ctx context.Context, s *scope) e
 		return nil
 	}
 	list := &corev1.SecretList{}
-	if err := r.List(ctx, list, client.InNamespace(s.st.Namespace), client.MatchingLabels{v1alpha1.LabelManaged: "true"}); err != nil {
+	// Indexed by controller UID: this costs the object's own Secrets, not the namespace's.
+	if err := r.List(ctx, list, client.InNamespace(s.st.Namespace), client.MatchingFields{secretOwnerIndex: string(s.st.UID)}); err != nil {
 		return fmt.Errorf("listing Secrets: %w", err)
 	}
 	for i := range list.Items {

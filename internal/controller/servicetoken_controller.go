@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -170,6 +171,14 @@ func (r *ServiceTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Secret{}, secretOwnerIndex, func(o client.Object) []string {
+		if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "ServiceToken" {
+			return []string{string(ref.UID)}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	if err := mgr.Add(&driftChecker{inv: r.Inventory, period: r.Options.DriftCheckPeriod, out: r.drift}); err != nil {
 		return err
 	}
@@ -189,7 +198,10 @@ func (r *ServiceTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-const accountIndex = "spec.accountRef.key"
+const (
+	accountIndex     = "spec.accountRef.key"
+	secretOwnerIndex = "metadata.controller.uid"
+)
 
 func (r *ServiceTokenReconciler) tokensOfAccount(kind string) handler.MapFunc {
 	return func(ctx context.Context, o client.Object) []reconcile.Request {
