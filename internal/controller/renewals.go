@@ -1,13 +1,11 @@
 package controller
 
 import (
-	"context"
 	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
 	"github.com/servicetoken-operator/servicetoken-operator/internal/schedule"
@@ -143,34 +141,4 @@ func (p *Renewals) due() []types.NamespacedName {
 		}
 	}
 	return out
-}
-
-// renewalWaker wakes ServiceTokens whose planned renewal has come.
-type renewalWaker struct {
-	renewals *Renewals
-	tick     time.Duration
-	out      chan<- event.GenericEvent
-}
-
-func (w *renewalWaker) NeedLeaderElection() bool { return true }
-
-func (w *renewalWaker) Start(ctx context.Context) error {
-	t := time.NewTicker(w.tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			for _, nn := range w.renewals.due() {
-				st := &v1alpha1.ServiceToken{}
-				st.Namespace, st.Name = nn.Namespace, nn.Name
-				select {
-				case w.out <- event.GenericEvent{Object: st}:
-				case <-ctx.Done():
-					return nil
-				}
-			}
-		}
-	}
 }

@@ -179,11 +179,11 @@ func (r *ServiceTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return err
 	}
-	if err := mgr.Add(&driftChecker{inv: r.Inventory, period: r.Options.DriftCheckPeriod, out: r.drift}); err != nil {
+	if err := mgr.Add(&waker{period: r.Options.DriftCheckPeriod, find: r.driftCheck, out: r.drift}); err != nil {
 		return err
 	}
 	if r.Renewals != nil {
-		if err := mgr.Add(&renewalWaker{renewals: r.Renewals, tick: time.Second, out: r.drift}); err != nil {
+		if err := mgr.Add(&waker{period: time.Second, find: func(context.Context) []types.NamespacedName { return r.Renewals.due() }, out: r.drift}); err != nil {
 			return err
 		}
 	}
@@ -217,40 +217,46 @@ func (r *ServiceTokenReconciler) tokensOfAccount(kind string) handler.MapFunc {
 	}
 }
 
-// driftChecker lists every known account once per period and wakes the
-// ServiceTokens whose tokens changed outside the operator: drift detection
-// costs one paginated list per account, never a poll per object.
-type driftChecker struct {
-	inv    *Inventory
+// waker runs find every period and wakes the ServiceTokens it returns. Two
+// run: the drift check (one paginated list per account per period, never a
+// poll per object) and the renewal plan (tokens whose planned start came).
+type waker struct {
 	period time.Duration
+	find   func(context.Context) []types.NamespacedName
 	out    chan<- event.GenericEvent
 }
 
-func (d *driftChecker) NeedLeaderElection() bool { return true }
+func (w *waker) NeedLeaderElection() bool { return true }
 
-func (d *driftChecker) Start(ctx context.Context) error {
-	t := time.NewTicker(d.period)
+func (w *waker) Start(ctx context.Context) error {
+	t := time.NewTicker(w.period)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			changed, err := d.inv.DriftCheck(ctx)
-			if err != nil {
-				ctrl.LoggerFrom(ctx).Info("drift check incomplete", "error", err.Error())
-			}
-			for _, nn := range changed {
+			for _, nn := range w.find(ctx) {
 				st := &v1alpha1.ServiceToken{}
 				st.Namespace, st.Name = nn.Namespace, nn.Name
 				select {
-				case d.out <- event.GenericEvent{Object: st}:
+				case w.out <- event.GenericEvent{Object: st}:
 				case <-ctx.Done():
 					return nil
 				}
 			}
 		}
 	}
+}
+
+// driftCheck lists every known account and returns the owners of tokens
+// that changed outside the operator.
+func (r *ServiceTokenReconciler) driftCheck(ctx context.Context) []types.NamespacedName {
+	changed, err := r.Inventory.DriftCheck(ctx)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Info("drift check incomplete", "error", err.Error())
+	}
+	return changed
 }
 
 // isConflict reports an optimistic-concurrency conflict (retry at once).
