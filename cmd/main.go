@@ -11,15 +11,12 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -51,6 +48,7 @@ type options struct {
 	kubeAPIBurst            int
 	defaultAPIURL           string
 	driftCheckPeriod        time.Duration
+	pprofAddr               string
 }
 
 func main() {
@@ -66,6 +64,7 @@ func main() {
 	flag.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API.")
 	flag.StringVar(&o.defaultAPIURL, "default-api-url", v1alpha1.DefaultAPIURL, "Cloudflare API base URL for accounts without spec.apiURL.")
 	flag.DurationVar(&o.driftCheckPeriod, "drift-check-period", 10*time.Minute, "How often each account's tokens are listed to detect changes made outside the operator.")
+	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address to serve Go's pprof profiles on (e.g. 127.0.0.1:6060), for diagnosing memory or CPU use; 0 disables it.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -94,10 +93,6 @@ func run(o options) error {
 	if o.secureMetrics {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
 	}
-	managedSecrets, err := labels.Parse(v1alpha1.LabelManaged + "=true")
-	if err != nil {
-		return err
-	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
@@ -106,12 +101,8 @@ func run(o options) error {
 		LeaderElectionID:              "servicetoken-operator.access.servicetoken.dev",
 		LeaderElectionNamespace:       o.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		Cache: cache.Options{
-			DefaultNamespaces: namespaces(o.watchNamespaces),
-			// Only Secrets the operator manages are cached: unrelated Secrets
-			// in the cluster cost no memory.
-			ByObject: map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: managedSecrets}},
-		},
+		Cache:                         controller.CacheOptions(namespaces(o.watchNamespaces)),
+		PprofBindAddress:              o.pprofAddr,
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)

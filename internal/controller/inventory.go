@@ -42,14 +42,27 @@ func NewInventory(clk clock.PassiveClock) *Inventory {
 	return &Inventory{clock: clk, snapshots: map[inventoryKey]*snapshot{}, owners: map[string]types.NamespacedName{}}
 }
 
-// View is a read-only look at one account's tokens.
+// View is a read-only look at one account's tokens. It reads the snapshot
+// under the inventory's lock: writes the operator makes are put into the
+// snapshot in place (copying a map of thousands of tokens on every write
+// would cost O(N) per write, O(N²) for a cold start).
 type View struct {
 	TakenAt time.Time
+	mu      *sync.Mutex // the inventory's; nil for a view nobody writes to
 	byID    map[string]cf.Token
+}
+
+func (v View) lock() func() {
+	if v.mu == nil {
+		return func() {}
+	}
+	v.mu.Lock()
+	return v.mu.Unlock
 }
 
 // Get returns the token with that ID, if the list had it.
 func (v View) Get(id string) (cf.Token, bool) {
+	defer v.lock()()
 	t, ok := v.byID[id]
 	return t, ok
 }
@@ -57,11 +70,13 @@ func (v View) Get(id string) (cf.Token, bool) {
 // ByName returns every token with that name, newest first.
 func (v View) ByName(name string) []cf.Token {
 	var out []cf.Token
+	unlock := v.lock()
 	for _, t := range v.byID {
 		if t.Name == name {
 			out = append(out, t)
 		}
 	}
+	unlock()
 	for i := 1; i < len(out); i++ { // few items: insertion sort, newest first
 		for j := i; j > 0 && out[j].CreatedAt.After(out[j-1].CreatedAt); j-- {
 			out[j], out[j-1] = out[j-1], out[j]
@@ -113,7 +128,7 @@ func (inv *Inventory) fresh(key inventoryKey, notBefore time.Time) (View, bool) 
 	if s == nil || s.takenAt.Before(notBefore) {
 		return View{}, false
 	}
-	return View{TakenAt: s.takenAt, byID: s.byID}, true
+	return View{TakenAt: s.takenAt, mu: &inv.mu, byID: s.byID}, true
 }
 
 // refresh lists the account's tokens and swaps the snapshot in. It returns the
@@ -151,15 +166,10 @@ func (inv *Inventory) Put(account string, scope cf.Scope, t cf.Token) {
 	if s == nil {
 		return // nothing listed yet: the first list will see it
 	}
-	byID := make(map[string]cf.Token, len(s.byID)+1)
-	for k, v := range s.byID {
-		byID[k] = v
-	}
 	if t.UpdatedAt.IsZero() {
 		t.UpdatedAt = inv.clock.Now()
 	}
-	byID[t.ID] = t
-	s.byID = byID
+	s.byID[t.ID] = t
 }
 
 // Remove records a token the operator just deleted (or found gone).
@@ -171,16 +181,7 @@ func (inv *Inventory) Remove(account string, scope cf.Scope, id string) {
 	if s == nil {
 		return
 	}
-	if _, ok := s.byID[id]; !ok {
-		return
-	}
-	byID := make(map[string]cf.Token, len(s.byID))
-	for k, v := range s.byID {
-		if k != id {
-			byID[k] = v
-		}
-	}
-	s.byID = byID
+	delete(s.byID, id)
 }
 
 // Track remembers which ServiceToken owns a token, so a drift check can wake

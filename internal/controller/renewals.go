@@ -21,7 +21,7 @@ const replanEvery = 500 * time.Millisecond
 
 // Renewals plans each account's renewals as a whole against its budget
 // (schedule.PlanRenewals): when many tokens come due together, the run starts
-// early enough, in expiry order, that the budget covers every one of them
+// early enough, in order, that the budget covers every one of them
 // before it expires. Each ServiceToken registers its own renewal time and
 // gets back its place in the plan; a waker wakes objects whose place moved
 // earlier than the requeue they were given.
@@ -76,6 +76,10 @@ func (p *Renewals) Plan(account string, owner types.NamespacedName, r schedule.R
 	if old, ok := a.entries[owner]; !ok || old != r || a.interval != interval {
 		a.entries[owner], a.interval, a.dirty = r, interval, true
 		p.where[owner] = account
+		// The planned time was computed for the old renewal (typically the
+		// one just done, so it lies in the past): handing it out until the
+		// next replan would renew the same token twice.
+		delete(a.planned, r.Key)
 	}
 	now := p.clock.Now()
 	if a.dirty && now.Sub(a.at) >= replanEvery {

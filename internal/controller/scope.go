@@ -117,6 +117,9 @@ func (r *ServiceTokenReconciler) finish(ctx context.Context, s *scope, err error
 	if s.released() {
 		return ctrl.Result{}, nil // finalizer removed: the object is going away
 	}
+	if s.acct != nil && cf.KindOf(err) == cf.KindAuth {
+		r.Accounts.RereadCredentials(s.acct.Account.Key) // they may have been fixed since
+	}
 	out := classify(err, r.Options, st.Status.FailedAttempts)
 	if !st.DeletionTimestamp.IsZero() && out.kind != "ok" {
 		// Nothing but a retry helps a deletion; counting the failures is what

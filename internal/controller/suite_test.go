@@ -13,11 +13,12 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -104,6 +105,14 @@ func (f hookedFactory) ClientFor(cfg cf.AccountConfig) (cf.Client, error) {
 	return hookedClient{Client: c, h: f.h}, err
 }
 
+func (f hookedFactory) Cached(key string) (cf.Client, bool) {
+	c, ok := f.Factory.Cached(key)
+	if !ok {
+		return nil, false
+	}
+	return hookedClient{Client: c, h: f.h}, true
+}
+
 type hookedClient struct {
 	cf.Client
 	h *hooks
@@ -136,6 +145,52 @@ type operator struct {
 	done   chan struct{}
 	hooks  *hooks
 	events *eventLog
+	calls  *apiCalls
+}
+
+// apiCalls counts what the ServiceToken reconciler asks of the Kubernetes
+// API, per object: cache reads of the ServiceToken (one per reconcile) and
+// status patches.
+type apiCalls struct {
+	mu            sync.Mutex
+	gets, patches map[client.ObjectKey]int
+}
+
+func (a *apiCalls) count(m map[client.ObjectKey]int, key client.ObjectKey) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m[key]++
+}
+
+func (a *apiCalls) get(m map[client.ObjectKey]int, key client.ObjectKey) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return m[key]
+}
+
+// noWatch adapts the manager's client to what the interceptor wraps; the
+// reconciler never watches through its client.
+type noWatch struct{ client.Client }
+
+func (noWatch) Watch(context.Context, client.ObjectList, ...client.ListOption) (watch.Interface, error) {
+	return nil, fmt.Errorf("watch is not supported here")
+}
+
+func (a *apiCalls) intercept(c client.WithWatch) client.WithWatch {
+	return interceptor.NewClient(c, interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			if _, ok := obj.(*v1alpha1.ServiceToken); ok {
+				a.count(a.gets, key)
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			if _, ok := obj.(*v1alpha1.ServiceToken); ok && sub == "status" {
+				a.count(a.patches, client.ObjectKeyFromObject(obj))
+			}
+			return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+		},
+	})
 }
 
 // startOperator starts a manager watching only namespace ns, with the fake
@@ -147,10 +202,7 @@ func startOperator(ns string, opts Options) *operator {
 		HealthProbeBindAddress:  "0",
 		GracefulShutdownTimeout: ptr(time.Second),
 		Controller:              config.Controller{SkipNameValidation: ptr(true)},
-		Cache: cache.Options{
-			DefaultNamespaces: map[string]cache.Config{ns: {}},
-			ByObject:          map[client.Object]cache.ByObject{&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{v1alpha1.LabelManaged: "true"})}},
-		},
+		Cache:                   CacheOptions(map[string]cache.Config{ns: {}}),
 	})
 	Expect(err).NotTo(HaveOccurred())
 	h := &hooks{}
@@ -169,11 +221,12 @@ func startOperator(ns string, opts Options) *operator {
 	if opts.BackoffBase == 0 {
 		opts.BackoffBase, opts.BackoffMax = 100*time.Millisecond, 2*time.Second
 	}
-	r := &ServiceTokenReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: events, Clock: clk,
+	calls := &apiCalls{gets: map[client.ObjectKey]int{}, patches: map[client.ObjectKey]int{}}
+	r := &ServiceTokenReconciler{Client: calls.intercept(noWatch{mgr.GetClient()}), APIReader: mgr.GetAPIReader(), Recorder: events, Clock: clk,
 		Accounts: accounts, Inventory: inv, Options: opts}
 	Expect(r.SetupWithManager(mgr)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
-	op := &operator{cancel: cancel, done: make(chan struct{}), hooks: h, events: events}
+	op := &operator{cancel: cancel, done: make(chan struct{}), hooks: h, events: events, calls: calls}
 	go func() {
 		defer GinkgoRecover()
 		defer close(op.done)

@@ -182,7 +182,9 @@ func (c *ServiceTokenCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	listedAt := c.current()
 	var list v1alpha1.ServiceTokenList
-	if err := c.reader.List(ctx, &list); err != nil {
+	// Read-only: the cache's own objects, not a deep copy of every
+	// ServiceToken on every scrape (thousands of objects, several MB each time).
+	if err := c.reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		logf.Log.WithName("metrics").Error(err, "listing ServiceTokens for metrics")
 		return
 	}

@@ -2,6 +2,7 @@ package schedule
 
 import (
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -10,7 +11,7 @@ type Renewal struct {
 	Key string
 	// At is when the token would renew on its own (its renewal time).
 	At time.Time
-	// Deadline is when the token expires. Renewals run in deadline order.
+	// Deadline is when the token expires; it orders renewals that share an At.
 	Deadline time.Time
 	// Cost is how many API calls the renewal takes (at least 1).
 	Cost int
@@ -19,11 +20,21 @@ type Renewal struct {
 // PlanRenewals decides when each of an account's renewals starts, given that
 // the account's budget admits one call per interval. Every renewal starts no
 // later than its own At and, looking at all of them together, early enough
-// that the renewals after it (in expiry order) still fit the budget before
-// theirs: where renewals are denser than the budget, the whole run is pulled
-// earlier, one budget slot apart. Renewals the budget can no longer start by
-// their At (overdue) keep a time in the past: they are due now. Renewals
-// with a zero At are left out.
+// that the renewals after it still fit the budget before theirs: where
+// renewals are denser than the budget, the whole run is pulled earlier, one
+// budget slot apart. Renewals the budget can no longer start by their At
+// (overdue) keep a time in the past: they are due now. Renewals with a zero
+// At are left out.
+//
+// The order is that of the renewals' own times, then of their expiries: for
+// tokens with the same renewal.before (a wave of tokens created together)
+// that is expiry order. Ordering by expiry alone would let one token with a
+// long renewal.before drag every token that expires just before it to its
+// early time.
+//
+// Planned times are rounded to whole seconds, the controller's resolution: a
+// run pulled earlier by less than half a second keeps its own time (the
+// limiter paces it), so a plan is stable however its renewals arrive.
 func PlanRenewals(rs []Renewal, interval time.Duration) map[string]time.Time {
 	order := make([]Renewal, 0, len(rs))
 	for _, r := range rs {
@@ -32,19 +43,13 @@ func PlanRenewals(rs []Renewal, interval time.Duration) map[string]time.Time {
 		}
 	}
 	slices.SortFunc(order, func(a, b Renewal) int {
-		if c := a.Deadline.Compare(b.Deadline); c != 0 {
-			return c
-		}
 		if c := a.At.Compare(b.At); c != 0 {
 			return c
 		}
-		if a.Key < b.Key {
-			return -1
+		if c := a.Deadline.Compare(b.Deadline); c != 0 {
+			return c
 		}
-		if a.Key > b.Key {
-			return 1
-		}
-		return 0
+		return strings.Compare(a.Key, b.Key)
 	})
 	cost := func(r Renewal) time.Duration { return time.Duration(max(r.Cost, 1)) * interval }
 
@@ -60,11 +65,10 @@ func PlanRenewals(rs []Renewal, interval time.Duration) map[string]time.Time {
 	}
 	// Overdue renewals keep their time in the past, so they are due at once
 	// and the account's limiter paces them. (Queueing them from "now" would
-	// move them later at every replan, and starve them.) Times are truncated
-	// to the second: the controller compares them with a truncated clock.
+	// move them later at every replan, and starve them.)
 	out := make(map[string]time.Time, len(order))
 	for i, r := range order {
-		out[r.Key] = start[i].Truncate(time.Second)
+		out[r.Key] = start[i].Round(time.Second)
 	}
 	return out
 }

@@ -66,6 +66,21 @@ func TestPlanRenewals(t *testing.T) {
 			want:     map[string]time.Time{"a": at(-time.Second), "b": now, "c": at(time.Second)},
 		},
 		{
+			name: "a token with a long renewal.before does not drag earlier-expiring ones to its time",
+			in: []Renewal{
+				r("short-before", 9*time.Hour, 10*time.Hour, 1),
+				r("long-before", 5*time.Hour, 10*time.Hour+time.Minute, 1),
+			},
+			interval: time.Second,
+			want:     map[string]time.Time{"short-before": at(9 * time.Hour), "long-before": at(5 * time.Hour)},
+		},
+		{
+			name:     "a pull shorter than half a second keeps the own time (whole seconds)",
+			in:       []Renewal{r("a", time.Hour, time.Hour+time.Second, 1), r("b", time.Hour, time.Hour+2*time.Second, 1), r("c", time.Hour, time.Hour+3*time.Second, 1)},
+			interval: 200 * time.Millisecond,
+			want:     map[string]time.Time{"a": at(time.Hour), "b": at(time.Hour), "c": at(time.Hour)},
+		},
+		{
 			name:     "a renewal without a time is left out",
 			in:       []Renewal{{Key: "forever"}, r("a", time.Hour, 2*time.Hour, 1)},
 			interval: time.Second,

@@ -4,10 +4,7 @@
 // controller passes "now" in from its clock; nothing here reads the time.
 package schedule
 
-import (
-	"hash/fnv"
-	"time"
-)
+import "time"
 
 // RenewalTime is when a token that expires at expiresAt should be renewed:
 // before ahead of expiry, truncated to whole seconds (status timestamps have
@@ -18,20 +15,6 @@ func RenewalTime(expiresAt time.Time, before time.Duration) time.Time {
 		return time.Time{}
 	}
 	return expiresAt.Add(-before).Truncate(time.Second)
-}
-
-// SpreadRenewal moves a renewal time earlier by a stable, per-object share of
-// up to frac of the renewal window, so that a thousand tokens created together
-// do not all renew in the same second. The same key always gets the same shift.
-func SpreadRenewal(renewAt time.Time, before time.Duration, key string, frac float64) time.Time {
-	if renewAt.IsZero() || before <= 0 || frac <= 0 {
-		return renewAt
-	}
-	window := time.Duration(float64(before) * frac)
-	if window <= 0 {
-		return renewAt
-	}
-	return renewAt.Add(-time.Duration(hash(key) % uint64(window))).Truncate(time.Second)
 }
 
 // NextRotation is when routine rotation is next due: every after the last
@@ -95,10 +78,4 @@ func Next(now time.Time, ts ...time.Time) (at time.Time, after time.Duration, ok
 		after = 0
 	}
 	return at, after, true
-}
-
-func hash(s string) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(s))
-	return h.Sum64()
 }

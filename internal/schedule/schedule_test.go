@@ -28,24 +28,6 @@ func TestRenewalTime(t *testing.T) {
 	}
 }
 
-func TestSpreadRenewal(t *testing.T) {
-	g := NewWithT(t)
-	renew := t0.Add(100 * time.Hour)
-	a := SpreadRenewal(renew, 10*time.Hour, "ns/a", 0.1)
-	g.Expect(a).To(Equal(SpreadRenewal(renew, 10*time.Hour, "ns/a", 0.1)), "stable per key")
-	g.Expect(a).To(BeTemporally("<=", renew))
-	g.Expect(a).To(BeTemporally(">", renew.Add(-time.Hour)), "never more than frac of the window early")
-
-	distinct := map[time.Time]bool{}
-	for _, k := range []string{"ns/a", "ns/b", "ns/c", "ns/d", "ns/e", "ns/f", "ns/g", "ns/h"} {
-		distinct[SpreadRenewal(renew, 10*time.Hour, k, 0.1)] = true
-	}
-	g.Expect(len(distinct)).To(BeNumerically(">=", 6), "keys spread over the window")
-
-	g.Expect(SpreadRenewal(time.Time{}, time.Hour, "k", 0.1)).To(BeZero())
-	g.Expect(SpreadRenewal(renew, time.Hour, "k", 0)).To(Equal(renew))
-}
-
 func TestNextRotation(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(NextRotation(t0, 168*time.Hour)).To(Equal(t0.Add(168 * time.Hour)))
