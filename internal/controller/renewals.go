@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -125,12 +126,18 @@ func (a *renewalPlan) replan(now time.Time) {
 
 // due replans what changed and returns the owners whose planned start has
 // come and lies before their own renewal time (so their requeue, set for a
-// later time, would be too late). Each planned time wakes its owner once.
+// later time, would be too late), in plan order: planned times have whole
+// seconds, and the renewals that share one still go in expiry order. Each
+// planned time wakes its owner once.
 func (p *Renewals) due() []types.NamespacedName {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.clock.Now()
-	var out []types.NamespacedName
+	type wake struct {
+		owner        types.NamespacedName
+		at, deadline time.Time
+	}
+	var wakes []wake
 	for _, a := range p.accounts {
 		if a.dirty {
 			a.replan(now)
@@ -141,8 +148,18 @@ func (p *Renewals) due() []types.NamespacedName {
 				continue
 			}
 			a.woken[owner] = at
-			out = append(out, owner)
+			wakes = append(wakes, wake{owner, at, r.Deadline})
 		}
+	}
+	slices.SortFunc(wakes, func(x, y wake) int {
+		if c := x.at.Compare(y.at); c != 0 {
+			return c
+		}
+		return x.deadline.Compare(y.deadline)
+	})
+	out := make([]types.NamespacedName, len(wakes))
+	for i, w := range wakes {
+		out[i] = w.owner
 	}
 	return out
 }

@@ -50,3 +50,24 @@ func TestRenewalsChangedEntryNeverGetsAStalePlan(t *testing.T) {
 	g.Expect(p.due()).To(BeEmpty())
 	g.Expect(p.Plan("acct", owner, next, time.Second)).To(Equal(next.At))
 }
+
+func TestRenewalsWakeInPlanOrder(t *testing.T) {
+	g := NewWithT(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakePassiveClock(t0)
+	p := NewRenewals(clk)
+	// Ten renewals at the same own time, 100ms of budget each: the plan pulls
+	// them into the same few seconds; they must be woken in expiry order.
+	at := t0.Add(time.Minute)
+	names := []string{"e", "b", "j", "a", "h", "c", "i", "d", "g", "f"}
+	for _, n := range names {
+		deadline := at.Add(time.Duration(n[0]-'a'+1) * time.Second)
+		p.Plan("acct", types.NamespacedName{Namespace: "ns", Name: n}, schedule.Renewal{At: at, Deadline: deadline, Cost: 1}, time.Second)
+	}
+	clk.SetTime(at) // everything planned before now is due
+	var got []string
+	for _, o := range p.due() {
+		got = append(got, o.Name)
+	}
+	g.Expect(got).To(Equal([]string{"a", "b", "c", "d", "e", "f", "g", "h", "i"}), "j keeps its own time: its requeue wakes it")
+}
