@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -24,9 +23,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
-	"github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
 	"github.com/servicetoken-operator/servicetoken-operator/internal/controller"
-	"github.com/servicetoken-operator/servicetoken-operator/internal/metrics"
 )
 
 var scheme = runtime.NewScheme()
@@ -53,6 +50,7 @@ type options struct {
 	defaultAPIURL           string
 	driftCheckPeriod        time.Duration
 	pprofAddr               string
+	gracefulShutdown        time.Duration
 }
 
 func main() {
@@ -69,6 +67,8 @@ func main() {
 	flag.StringVar(&o.defaultAPIURL, "default-api-url", v1alpha1.DefaultAPIURL, "Cloudflare API base URL for accounts without spec.apiURL.")
 	flag.DurationVar(&o.driftCheckPeriod, "drift-check-period", 10*time.Minute, "How often each account's tokens are listed to detect changes made outside the operator.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address to serve Go's pprof profiles on (e.g. 127.0.0.1:6060), for diagnosing memory or CPU use; 0 disables it.")
+	flag.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 60*time.Second,
+		"How long the manager waits on shutdown for work in flight; an issuance of a secret in flight runs to completion (up to 45s) so that no secret is lost. Keep the pod's terminationGracePeriodSeconds longer.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -115,6 +115,7 @@ func run(o options) error {
 		LeaderElectionReleaseOnCancel: true,
 		Cache:                         controller.CacheOptions(namespaces(o.watchNamespaces)),
 		PprofBindAddress:              o.pprofAddr,
+		GracefulShutdownTimeout:       &o.gracefulShutdown,
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -138,34 +139,12 @@ func run(o options) error {
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 
-// setupControllers wires the account and ServiceToken controllers.
+// setupControllers wires the controllers, as the test suites do (controller.Setup).
 func setupControllers(mgr ctrl.Manager, o options) error {
-	clk := clock.RealClock{}
-	cloudflare.RegisterMetrics()
-	factory := cloudflare.NewFactory(cloudflare.FactoryOptions{Metrics: true, Clock: clk})
-	inventory := controller.NewInventory(clk)
-	renewals := controller.NewRenewals(clk)
-	accounts := &controller.Accounts{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Factory: factory, DefaultAPIURL: o.defaultAPIURL}
-	for _, kind := range []string{v1alpha1.KindCloudflareAccount, v1alpha1.KindClusterCloudflareAcc} {
-		r := &controller.AccountReconciler{Client: mgr.GetClient(), Kind: kind, Accounts: accounts, Inventory: inventory,
-			Clock: clk, DriftCheckPeriod: o.driftCheckPeriod}
-		if err := r.SetupWithManager(mgr); err != nil {
-			return fmt.Errorf("setting up %s controller: %w", kind, err)
-		}
-	}
-	counters, err := metrics.Register(mgr.GetCache())
-	if err != nil {
-		return fmt.Errorf("registering metrics: %w", err)
-	}
-	st := &controller.ServiceTokenReconciler{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Recorder: mgr.GetEventRecorder("servicetoken-operator"),
-		Clock: clk, Accounts: accounts, Inventory: inventory, Renewals: renewals, Metrics: counters,
-		Options: controller.Options{DriftCheckPeriod: o.driftCheckPeriod, MaxConcurrentReconciles: o.maxConcurrentReconciles},
-	}
-	if err := st.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up ServiceToken controller: %w", err)
-	}
-	return nil
+	return controller.Setup(mgr, controller.SetupOptions{
+		DefaultAPIURL: o.defaultAPIURL, DriftCheckPeriod: o.driftCheckPeriod,
+		ServiceToken: controller.Options{MaxConcurrentReconciles: o.maxConcurrentReconciles},
+	})
 }
 
 // namespaces turns --watch-namespaces into cache options; nil watches all.

@@ -35,6 +35,13 @@ const (
 	ReasonRateLimited        = "RateLimited"
 	ReasonCloudflareError    = "CloudflareError"
 	ReasonDeletionBlocked    = "DeletionBlocked"
+	// ReasonSecretNotWritable: the Secret cannot be written (an admission
+	// policy refuses it, it is immutable, RBAC); checked with a dry run
+	// before a secret is issued, so nothing is minted that could be lost.
+	ReasonSecretNotWritable = "SecretNotWritable"
+	// ReasonRotationLost: a rotate's response was lost after Cloudflare
+	// committed it, so recovering revoked the held secret early.
+	ReasonRotationLost = "RotationLost"
 )
 
 // Annotations that request a one-off action on a ServiceToken. Any new value
@@ -58,7 +65,15 @@ const (
 	// Secret holds and when it expires (RFC 3339, empty for "forever").
 	AnnotationTokenID   = "access.servicetoken.dev/token-id"
 	AnnotationExpiresAt = "access.servicetoken.dev/expires-at"
+	// AnnotationOperationID is the ID of the issuance (status.pendingOperation.id)
+	// that produced the credential in the Secret, written in the same write.
+	AnnotationOperationID = "access.servicetoken.dev/operation-id"
 )
+
+// FieldManager is the operator's field manager for server-side apply: it owns
+// only the Secret fields it writes, so keys, labels, annotations and
+// finalizers that other tools add survive every write.
+const FieldManager = "servicetoken-operator"
 
 // Finalizer keeps a ServiceToken until its Cloudflare token is deleted (or orphaned).
 const Finalizer = "access.servicetoken.dev/finalizer"

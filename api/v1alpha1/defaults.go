@@ -6,6 +6,17 @@ import (
 	"time"
 )
 
+// SameDuration reports whether two duration strings mean the same length
+// ("1h" and "60m"); Cloudflare may echo a duration in another spelling.
+func SameDuration(a, b string) bool {
+	if a == b {
+		return true
+	}
+	da, errA := time.ParseDuration(a)
+	db, errB := time.ParseDuration(b)
+	return errA == nil && errB == nil && da == db
+}
+
 // ParseTokenDuration parses a ServiceToken duration: a Go duration of at
 // least one minute, or "forever" (forever=true, d=0).
 func ParseTokenDuration(s string) (d time.Duration, forever bool, err error) {

@@ -159,3 +159,22 @@ func TestAccountDefaults(t *testing.T) {
 	g.Expect(CredentialsKeys{}.Legacy()).To(BeFalse())
 	g.Expect(CredentialsKeys{APIKeyKey: "key", EmailKey: "email"}.Legacy()).To(BeTrue())
 }
+
+func TestSameDuration(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"720h", "720h", true},
+		{"1h", "60m", true},
+		{"1h0m0s", "1h", true},
+		{"1h", "2h", false},
+		{"forever", "forever", true},
+		{"forever", "8760h", false},
+		{"", "1h", false},
+	} {
+		if got := SameDuration(tc.a, tc.b); got != tc.same {
+			t.Errorf("SameDuration(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.same)
+		}
+	}
+}

@@ -225,10 +225,19 @@ const (
 	OperationReplace OperationType = "Replace"
 )
 
-// PendingOperation records the intent to make a Cloudflare call that returns
-// a secret, before making it. After a crash or a lost response the operator
-// finds what happened by looking the token up, instead of guessing.
+// PendingOperation is the issuance journal's entry for a Cloudflare call that
+// returns a secret (create, rotate, zone replacement). It is recorded before
+// the call; the credential the call returns is written into the Secret
+// together with the operation's ID (annotation
+// access.servicetoken.dev/operation-id). After a crash, a cancelled call or a
+// lost response, the operator settles the operation by comparing IDs, never
+// clocks: the Secret carries this ID, so the secret was stored; it does not,
+// so the secret was lost or never issued.
 type PendingOperation struct {
+	// id identifies this operation (random, unique per issuance).
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	ID string `json:"id,omitempty"`
 	// type of the operation.
 	Type OperationType `json:"type"`
 	// tokenName the token is (being) created with.
@@ -237,6 +246,17 @@ type PendingOperation struct {
 	// tokenID of the token being rotated or replaced.
 	// +optional
 	TokenID string `json:"tokenID,omitempty"`
+	// tokenUpdatedAt is the rotated token's updated_at (RFC 3339, as
+	// Cloudflare reported it) before the call. A rotate moves it, so an
+	// unchanged value after a lost response proves the rotate never happened.
+	// +optional
+	TokenUpdatedAt string `json:"tokenUpdatedAt,omitempty"`
+	// previousSecretExpiresAt is when the secret workloads hold now stops
+	// working once this operation succeeds (unset: at once, as for a create
+	// or a grace period of 0s). Recorded with the intent so the grace period
+	// survives a lost status write.
+	// +optional
+	PreviousSecretExpiresAt *metav1.Time `json:"previousSecretExpiresAt,omitempty"`
 	// startedAt is when the operation was recorded.
 	StartedAt metav1.Time `json:"startedAt"`
 }
@@ -307,6 +327,19 @@ type ServiceTokenStatus struct {
 	// secret and cleared once the secret is stored.
 	// +optional
 	PendingOperation *PendingOperation `json:"pendingOperation,omitempty"`
+	// renewalRotation is the ID of the rotation made for the renewal in
+	// progress (renewal.action Rotate: rotate, then refresh). It is cleared by
+	// the refresh that ends the renewal, so a retry after "rotated, refresh
+	// failed" only refreshes instead of rotating again.
+	// +optional
+	RenewalRotation string `json:"renewalRotation,omitempty"`
+	// lastRotationLostTime is when the operator last had to revoke the secret
+	// workloads held before its grace period ended: a rotate whose response
+	// was lost (Cloudflare committed it, the new secret never arrived) leaves
+	// Cloudflare's single "previous" slot to the lost secret, so the recovery
+	// rotation revokes the held one. See docs/renewal.md.
+	// +optional
+	LastRotationLostTime *metav1.Time `json:"lastRotationLostTime,omitempty"`
 }
 
 // ServiceToken is a Cloudflare Access service token whose client ID and

@@ -48,6 +48,9 @@ type Accounts struct {
 	APIReader     client.Reader // credentials Secrets are not cached (they carry no managed label)
 	Factory       cf.Factory
 	DefaultAPIURL string
+	// Wrap, when set, wraps every client the factory hands out (tests inject
+	// faults after real calls this way, keeping the factory's limiters).
+	Wrap func(cf.Client) cf.Client
 
 	mu     sync.Mutex
 	reread map[string]bool // account key -> its client was rejected: read the credentials again
@@ -74,7 +77,14 @@ func (a *Accounts) cachedClient(key string) (cf.Client, bool) {
 	if reread {
 		return nil, false
 	}
-	return a.Factory.Cached(key)
+	return a.wrap(a.Factory.Cached(key))
+}
+
+func (a *Accounts) wrap(c cf.Client, ok bool) (cf.Client, bool) {
+	if ok && a.Wrap != nil {
+		c = a.Wrap(c)
+	}
+	return c, ok
 }
 
 func (a *Accounts) rereadDone(key string) {
@@ -205,6 +215,7 @@ func (a *Accounts) Resolve(ctx context.Context, st *v1alpha1.ServiceToken, kind 
 	if err != nil {
 		return nil, &accountError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true, Message: err.Error()}
 	}
+	c, _ = a.wrap(c, true)
 	a.rereadDone(acc.Key)
 	return &resolved{Account: acc, Client: c, Scope: scope}, nil
 }
@@ -243,7 +254,7 @@ func (a *Accounts) ResolveForDeletion(ctx context.Context, st *v1alpha1.ServiceT
 	scope := cf.Scope{AccountID: acc.Settings.AccountID, ZoneID: st.Spec.ZoneID}
 	cfg, err := a.config(ctx, acc)
 	if err != nil {
-		if c, ok := a.Factory.Cached(acc.Key); ok {
+		if c, ok := a.wrap(a.Factory.Cached(acc.Key)); ok {
 			return &resolved{Account: acc, Client: c, Scope: scope}, nil
 		}
 		return nil, err
@@ -252,6 +263,7 @@ func (a *Accounts) ResolveForDeletion(ctx context.Context, st *v1alpha1.ServiceT
 	if err != nil {
 		return nil, &accountError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true, Message: err.Error()}
 	}
+	c, _ = a.wrap(c, true)
 	return &resolved{Account: acc, Client: c, Scope: scope}, nil
 }
 

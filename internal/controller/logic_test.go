@@ -17,7 +17,7 @@ func TestClassify(t *testing.T) {
 	opts := Options{}.withDefaults()
 	cases := map[string]struct {
 		err    error
-		kind   string
+		kind   outcomeKind
 		reason string
 		after  time.Duration
 	}{

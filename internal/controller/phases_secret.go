@@ -2,28 +2,18 @@ package controller
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"maps"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
 	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
-)
-
-// Annotations on the Secret that let the operator check, without reading
-// Cloudflare, that the Secret still holds the credential it wrote.
-const (
-	annotationIssuedAt   = "access.servicetoken.dev/issued-at"
-	annotationSecretHash = "access.servicetoken.dev/client-secret-sha256"
 )
 
 // observeSecret finds the ServiceToken's Secret. A Secret of that name that
@@ -49,9 +39,16 @@ func (r *ServiceTokenReconciler) observeSecret(ctx context.Context, s *scope) er
 			s.eff.SecretName)
 	}
 	s.secret = secret
-	s.secretOK = s.st.Status.TokenID != "" && secret.Annotations[v1alpha1.AnnotationTokenID] == s.st.Status.TokenID &&
-		secretMatches(secret, s.eff, s.st.Status.ClientID)
+	s.held, s.heldOK = readCredential(secret, keysOf(s.eff))
+	s.secretOK = s.holdsCurrent()
 	return nil
+}
+
+// holdsCurrent reports whether the Secret holds the credential of the token
+// status names.
+func (s *scope) holdsCurrent() bool {
+	st := s.st.Status
+	return s.heldOK && st.TokenID != "" && s.held.TokenID == st.TokenID && s.held.ClientID == st.ClientID
 }
 
 // moveSecret handles a renamed spec.secret.name: the credential is copied
@@ -70,56 +67,21 @@ func (r *ServiceTokenReconciler) moveSecret(ctx context.Context, s *scope) error
 		return nil
 	}
 	s.movedFrom = old
-	s.secretOK = old.Annotations[v1alpha1.AnnotationTokenID] == s.st.Status.TokenID &&
-		secretMatches(old, s.eff, s.st.Status.ClientID)
+	s.held, s.heldOK = readCredential(old, keysOf(s.eff))
+	s.secretOK = s.holdsCurrent()
 	return nil
 }
 
-// secretMatches checks that the Secret holds clientID and the secret whose
-// hash the operator recorded when it wrote it (an edited value fails).
-func secretMatches(secret *corev1.Secret, eff v1alpha1.Effective, clientID string) bool {
-	value := secret.Data[eff.ClientSecretKey]
-	return clientID != "" && string(secret.Data[eff.ClientIDKey]) == clientID && len(value) > 0 &&
-		secret.Annotations[annotationSecretHash] == hashSecret(value)
-}
-
-func hashSecret(v []byte) string {
-	h := sha256.Sum256(v)
-	return hex.EncodeToString(h[:])
-}
-
-func issuedAt(secret *corev1.Secret) time.Time {
-	if secret == nil {
-		return time.Time{}
-	}
-	t, _ := time.Parse(time.RFC3339, secret.Annotations[annotationIssuedAt])
-	return t
-}
-
-// storeCredentials writes a secret Cloudflare just returned, before anything
-// else can fail: it is the only copy there will ever be.
-func (r *ServiceTokenReconciler) storeCredentials(ctx context.Context, s *scope, creds cf.Credentials) error {
-	s.creds = &creds
-	data := map[string][]byte{
-		s.eff.ClientIDKey:     []byte(creds.ClientID),
-		s.eff.ClientSecretKey: []byte(creds.ClientSecret),
-	}
-	if err := r.writeSecret(ctx, s, data, s.now); err != nil {
-		return fmt.Errorf("storing the new credential of token %s: %w", creds.ID, err)
-	}
-	s.secretOK = true
-	return nil
-}
-
-// ensureSecret keeps the Secret's data, labels and annotations as the spec
-// says, once the credential in it is known to be good.
+// ensureSecret keeps the operator's part of the Secret (data keys, labels,
+// annotations) as the spec says, once the credential in it is known to be
+// good. A renamed spec.secret.keys re-keys the stored credential.
 func (r *ServiceTokenReconciler) ensureSecret(ctx context.Context, s *scope) error {
 	if s.token == nil {
 		return nil
 	}
 	if old := s.movedFrom; old != nil {
 		if s.creds == nil && s.secretOK {
-			if err := r.writeSecret(ctx, s, old.Data, issuedAt(old)); err != nil {
+			if err := r.writeSecret(ctx, s, s.held); err != nil {
 				return err
 			}
 		}
@@ -132,12 +94,11 @@ func (r *ServiceTokenReconciler) ensureSecret(ctx context.Context, s *scope) err
 	if s.creds != nil || !s.secretOK || s.secret == nil {
 		return nil // renew has rotated already, or failed and returned
 	}
-	desired := r.desiredSecret(s, s.secret.Data, issuedAt(s.secret))
-	if maps.Equal(desired.Labels, s.secret.Labels) && maps.Equal(desired.Annotations, s.secret.Annotations) {
+	if upToDate(s.secret, r.secretContent(s, s.held)) {
 		s.st.Status.SecretName = s.secret.Name
 		return nil
 	}
-	return r.writeSecret(ctx, s, s.secret.Data, issuedAt(s.secret))
+	return r.writeSecret(ctx, s, s.held)
 }
 
 // cleanupSecrets deletes Secrets this ServiceToken controls under a name
@@ -168,62 +129,123 @@ func (r *ServiceTokenReconciler) cleanupSecrets(ctx context.Context, s *scope) e
 	return nil
 }
 
-// desiredSecret is the Secret as the spec and the token say it should be.
-func (r *ServiceTokenReconciler) desiredSecret(s *scope, data map[string][]byte, issued time.Time) *corev1.Secret {
-	labels := map[string]string{}
-	maps.Copy(labels, s.specSecretLabels())
-	labels[v1alpha1.LabelManaged] = "true"
-	annotations := map[string]string{}
-	maps.Copy(annotations, s.specSecretAnnotations())
-	annotations[v1alpha1.AnnotationTokenID] = s.token.ID
-	annotations[v1alpha1.AnnotationExpiresAt] = ""
-	if !s.token.ExpiresAt.IsZero() {
-		annotations[v1alpha1.AnnotationExpiresAt] = s.token.ExpiresAt.UTC().Format(time.RFC3339)
+// secretContent is the operator's part of the Secret holding cred, under
+// the keys the spec asks for now.
+func (r *ServiceTokenReconciler) secretContent(s *scope, cred storedCredential) secretContent {
+	cred.Keys = keysOf(s.eff)
+	c := secretContent{
+		Namespace: s.st.Namespace, Name: s.eff.SecretName, Cred: cred,
+		Owner: metav1.OwnerReference{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ServiceToken", Name: s.st.Name, UID: s.st.UID},
 	}
-	annotations[annotationIssuedAt] = issued.UTC().Format(time.RFC3339)
-	annotations[annotationSecretHash] = hashSecret(data[s.eff.ClientSecretKey])
-	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: s.eff.SecretName, Namespace: s.st.Namespace, Labels: labels, Annotations: annotations},
-		Type:       corev1.SecretTypeOpaque,
-		Data:       data,
+	if s.token != nil {
+		c.ExpiresAt = s.token.ExpiresAt
 	}
+	if t := s.st.Spec.Secret; t != nil {
+		c.Labels, c.Annotations = t.Labels, t.Annotations
+	}
+	return c
 }
 
-func (s *scope) specSecretLabels() map[string]string {
-	if s.st.Spec.Secret == nil {
-		return nil
-	}
-	return s.st.Spec.Secret.Labels
-}
-
-func (s *scope) specSecretAnnotations() map[string]string {
-	if s.st.Spec.Secret == nil {
-		return nil
-	}
-	return s.st.Spec.Secret.Annotations
-}
-
-// writeSecret creates or replaces the Secret with the given data.
-func (r *ServiceTokenReconciler) writeSecret(ctx context.Context, s *scope, data map[string][]byte, issued time.Time) error {
-	desired := r.desiredSecret(s, data, issued)
-	if err := controllerutil.SetControllerReference(s.st, desired, r.Scheme()); err != nil {
+// writeSecret applies the operator's part of the Secret with cred in it
+// (server-side apply under the operator's field manager: whatever others
+// added stays).
+func (r *ServiceTokenReconciler) writeSecret(ctx context.Context, s *scope, cred storedCredential) error {
+	content := r.secretContent(s, cred)
+	written, err := r.applySecret(ctx, content)
+	if err != nil {
 		return err
 	}
-	if s.secret == nil {
-		if err := r.Create(ctx, desired); err != nil {
-			if apierrors.IsAlreadyExists(err) {
-				return terminal(v1alpha1.ReasonSecretConflict, "Secret %s appeared meanwhile and is not managed by this ServiceToken; it was left untouched", desired.Name)
-			}
-			return fmt.Errorf("creating Secret %s: %w", desired.Name, err)
-		}
-	} else {
-		desired.ResourceVersion = s.secret.ResourceVersion
-		if err := r.Update(ctx, desired); err != nil {
-			return fmt.Errorf("updating Secret %s: %w", desired.Name, err)
-		}
+	s.secret, s.held, s.heldOK = written, content.Cred, true
+	s.st.Status.SecretName = content.Name
+	waitForCache(ctx, r.Client, written)
+	return nil
+}
+
+func (r *ServiceTokenReconciler) applySecret(ctx context.Context, c secretContent, opts ...client.ApplyOption) (*corev1.Secret, error) {
+	ac := renderSecret(c)
+	opts = append(opts, client.FieldOwner(v1alpha1.FieldManager), client.ForceOwnership)
+	if err := r.Apply(ctx, ac, opts...); err != nil {
+		return nil, fmt.Errorf("writing Secret %s: %w", c.Name, err)
 	}
-	s.secret = desired
-	s.st.Status.SecretName = desired.Name
-	waitForCache(ctx, r.Client, desired)
+	written := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: c.Namespace, Name: c.Name}}
+	if ac.ResourceVersion != nil {
+		written.ResourceVersion = *ac.ResourceVersion
+	}
+	if ac.UID != nil {
+		written.UID = *ac.UID
+	}
+	written.Labels, written.Annotations, written.Data = ac.Labels, ac.Annotations, ac.Data
+	written.OwnerReferences = []metav1.OwnerReference{c.Owner}
+	written.OwnerReferences[0].Controller = ptrTo(true)
+	return written, nil
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// checkSecretWritable makes sure, with a dry-run write, that a secret about
+// to be issued can be stored: an admission policy, an immutable Secret or
+// missing RBAC would otherwise lose every secret issued, one rotation after
+// another.
+func (r *ServiceTokenReconciler) checkSecretWritable(ctx context.Context, s *scope) error {
+	probe := storedCredential{ClientID: "dry-run.access", ClientSecret: "dry-run", TokenID: "dry-run", IssuedAt: s.now}
+	if s.token != nil {
+		probe.ClientID, probe.TokenID = s.token.ClientID, s.token.ID
+	}
+	_, err := r.applySecret(ctx, r.secretContent(s, probe), client.DryRunAll)
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsMethodNotSupported(err):
+		return terminal(v1alpha1.ReasonSecretNotWritable,
+			"Secret %s cannot be written, so no secret was issued (it would be lost): %s. Fix the admission policy, RBAC or immutable Secret, or set spec.secret.name",
+			s.eff.SecretName, string(apierrors.ReasonForError(err))+": "+errorMessage(err))
+	default:
+		return fmt.Errorf("checking that Secret %s can be written: %w", s.eff.SecretName, err)
+	}
+}
+
+// errorMessage is the API server's message of a status error.
+func errorMessage(err error) string {
+	if st, ok := err.(apierrors.APIStatus); ok {
+		return st.Status().Message
+	}
+	return err.Error()
+}
+
+// storeAttempts bounds how long storing a freshly issued credential retries:
+// it exists only in memory, so it is worth waiting out an API server restart.
+var storeBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Steps: 9, Cap: 10 * time.Second}
+
+// storeCredentials writes a secret Cloudflare just returned, before anything
+// else can fail: it is the only copy there will ever be. It retries
+// transient errors (and conflicts) for as long as ctx and storeBackoff allow.
+func (r *ServiceTokenReconciler) storeCredentials(ctx context.Context, s *scope, creds cf.Credentials, opID string) error {
+	s.creds = &creds
+	cred := storedCredential{ClientID: creds.ClientID, ClientSecret: creds.ClientSecret, TokenID: creds.ID, OperationID: opID, IssuedAt: s.now}
+	var last error
+	err := wait.ExponentialBackoffWithContext(ctx, storeBackoff, func(ctx context.Context) (bool, error) {
+		last = r.writeSecret(ctx, s, cred)
+		if last == nil {
+			return true, nil
+		}
+		return false, retriableWrite(last)
+	})
+	if err != nil {
+		if last == nil {
+			last = err
+		}
+		return fmt.Errorf("storing the new credential of token %s: %w", creds.ID, last)
+	}
+	s.secretOK = true
+	return nil
+}
+
+// retriableWrite returns nil for errors worth retrying (the write may
+// succeed later) and err itself for those that will not.
+func retriableWrite(err error) error {
+	switch {
+	case apierrors.IsForbidden(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsMethodNotSupported(err):
+		return err
+	}
 	return nil
 }

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -13,10 +14,6 @@ import (
 	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
 	"github.com/servicetoken-operator/servicetoken-operator/internal/schedule"
 )
-
-// clockSkew tolerates a difference between our clock and Cloudflare's when
-// deciding whether a token was created by an interrupted operation of ours.
-const clockSkew = 2 * time.Minute
 
 func (r *ServiceTokenReconciler) loadSettings(_ context.Context, s *scope) error {
 	eff, err := s.st.Effective()
@@ -63,60 +60,6 @@ func (r *ServiceTokenReconciler) observeToken(ctx context.Context, s *scope) err
 	return nil
 }
 
-// settlePending decides what an interrupted Create, Replace or Rotate did.
-func (r *ServiceTokenReconciler) settlePending(ctx context.Context, s *scope, p *v1alpha1.PendingOperation) error {
-	st := s.st
-	if p.Type == v1alpha1.OperationRotate {
-		// The Secret records when its secret was issued: if that is after the
-		// attempt began, the rotation completed and was stored.
-		// Strictly after: issued-at and startedAt have one-second resolution,
-		// so a secret issued in the same second may be an earlier rotation's,
-		// which Cloudflare has just made "previous" (found by make chaos: a
-		// Ready ServiceToken whose Secret no longer authenticated). Rotating
-		// once more is safe; trusting it is not.
-		if s.secretOK && issuedAt(s.secret).After(p.StartedAt.Time) {
-			st.Status.LastRotationTime = &metav1.Time{Time: issuedAt(s.secret)}
-		} else if s.token != nil {
-			// Outcome unknown: the secret in the Secret may already be the
-			// "previous" one. Rotate again (renew sees secretOK=false).
-			s.secretOK = false
-		}
-		st.Status.PendingOperation = nil
-		return nil
-	}
-	// Create or Replace: tokens carrying the name, created since the attempt, are ours.
-	var ours []cf.Token
-	for _, t := range s.view.ByName(p.TokenName) {
-		if t.ID != p.TokenID && t.ID != st.Status.PreviousTokenID && !t.CreatedAt.Before(p.StartedAt.Add(-clockSkew)) {
-			ours = append(ours, t)
-		}
-	}
-	st.Status.PendingOperation = nil
-	if len(ours) == 0 {
-		return nil // nothing was created: ensureToken creates (Create) or renew replaces again
-	}
-	newest, extras := ours[0], ours[1:]
-	for _, t := range extras { // never leave a duplicate behind
-		if err := r.deleteToken(ctx, s, t.ID); err != nil {
-			return err
-		}
-	}
-	if p.Type == v1alpha1.OperationReplace {
-		st.Status.PreviousTokenID = p.TokenID
-	}
-	r.adopt(s, newest)
-	if s.secret != nil && s.secret.Annotations[v1alpha1.AnnotationTokenID] == newest.ID && secretMatches(s.secret, s.eff, newest.ClientID) {
-		s.secretOK = true // the Secret was written before the crash: nothing lost
-		st.Status.LastRotationTime = &metav1.Time{Time: issuedAt(s.secret)}
-		return nil
-	}
-	// The secret never reached the Secret and can't be read back.
-	s.secretOK, s.secretUnknown = false, true
-	r.event(s, corev1.EventTypeWarning, "SecretLost", "Recover",
-		"token %s was created but its secret was not stored (interrupted); issuing a new secret", newest.ID)
-	return nil
-}
-
 // adopt makes t the ServiceToken's token.
 func (r *ServiceTokenReconciler) adopt(s *scope, t cf.Token) {
 	s.token = &t
@@ -133,7 +76,7 @@ func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) erro
 			r.event(s, corev1.EventTypeWarning, "TokenMissing", "Recreate",
 				"token %s no longer exists in Cloudflare (deleted outside the operator); creating a new one", s.st.Status.TokenID)
 		}
-		return r.createToken(ctx, s, v1alpha1.OperationCreate)
+		return r.createToken(ctx, s)
 	}
 	spec, changed := desiredUpdate(*s.token, s.eff)
 	if !changed {
@@ -155,54 +98,30 @@ func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) erro
 func desiredUpdate(t cf.Token, eff v1alpha1.Effective) (cf.TokenSpec, bool) {
 	spec := cf.TokenSpec{Name: eff.TokenName, Enabled: eff.Enabled}
 	changed := t.Name != eff.TokenName || t.Enabled != eff.Enabled
-	if !sameDuration(t.Duration, eff.Duration) {
+	if !v1alpha1.SameDuration(t.Duration, eff.Duration) {
 		spec.Duration, changed = eff.Duration, true
 	}
 	return spec, changed
 }
 
-func sameDuration(a, b string) bool {
-	if a == b {
-		return true
-	}
-	da, errA := time.ParseDuration(a)
-	db, errB := time.ParseDuration(b)
-	return errA == nil && errB == nil && da == db
-}
-
-// createToken records the intent, creates a token and stores its secret at once.
-func (r *ServiceTokenReconciler) createToken(ctx context.Context, s *scope, op v1alpha1.OperationType) error {
+// createToken creates the token and stores its secret at once.
+func (r *ServiceTokenReconciler) createToken(ctx context.Context, s *scope) error {
 	old := s.st.Status.TokenID
-	if err := r.admit(s, "create"); err != nil {
-		return err
-	}
-	if err := r.recordIntent(ctx, s, v1alpha1.PendingOperation{Type: op, TokenName: s.eff.TokenName, TokenID: old}); err != nil {
-		return err
-	}
+	spec := cf.TokenSpec{Name: s.eff.TokenName, Duration: s.eff.Duration, Enabled: s.eff.Enabled}
 	s.progress = v1alpha1.ReasonCreating
-	creds, err := s.acct.Client.Create(ctx, s.acct.Scope, cf.TokenSpec{Name: s.eff.TokenName, Duration: s.eff.Duration, Enabled: s.eff.Enabled})
+	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationCreate, TokenName: s.eff.TokenName, TokenID: old}
+	creds, err := r.issue(ctx, s, &op, 0, func(ctx context.Context, _ *v1alpha1.PendingOperation) (cf.Credentials, error) {
+		return s.acct.Client.Create(ctx, s.acct.Scope, spec)
+	})
 	if err != nil {
-		if cf.KindOf(err) != cf.KindOutcomeUnknown {
-			s.st.Status.PendingOperation = nil // certainly not created
-		}
 		return fmt.Errorf("creating token: %w", err)
-	}
-	if op == v1alpha1.OperationReplace {
-		s.st.Status.PreviousTokenID = old
 	}
 	s.st.Status.LastRotationTime = &metav1.Time{Time: s.now} // a secret was issued
 	r.adopt(s, creds.Token)
 	r.Inventory.Put(s.acct.Account.Key, s.acct.Scope, creds.Token)
-	if err := r.storeCredentials(ctx, s, creds); err != nil {
-		return err // pending stays: the next reconcile recovers the secret
-	}
-	s.st.Status.PendingOperation = nil
 	reason, verb := "Created", "created"
-	if old != "" && op == v1alpha1.OperationCreate {
+	if old != "" {
 		reason, verb = "Recreated", "recreated"
-	}
-	if op == v1alpha1.OperationReplace {
-		reason, verb = "Rotated", "rotated (replacement zone token)"
 	}
 	r.event(s, corev1.EventTypeNormal, reason, "Create", "%s token %s; credential stored in Secret %s", verb, creds.ID, s.eff.SecretName)
 	return nil
@@ -236,18 +155,33 @@ func (r *ServiceTokenReconciler) stored(s *scope, t cf.Token) {
 }
 
 // renew refreshes or rotates when expiry is close, when routine rotation or
-// a request annotation says so, or when the Secret lost the credential.
+// a request annotation says so, or when the Secret lost the credential. A
+// renewal that rotates has two steps (rotate, then refresh); the first one
+// done is recorded in status.renewalRotation, so a retry only refreshes.
+//
+// A rotation never cuts a running grace period short (Cloudflare keeps one
+// previous secret, so rotating again would revoke the one still in grace):
+// it waits until the grace ends, unless the Secret lost its credential. A
+// renewal that rotates counts the rotation whose grace is running as its
+// own (the secret is fresh) and only refreshes, so the token never expires
+// waiting.
 func (r *ServiceTokenReconciler) renew(ctx context.Context, s *scope) error {
 	st, eff := s.st, s.eff
 	rotateReq := st.Annotations[v1alpha1.AnnotationRotateRequestedAt]
 	refreshReq := st.Annotations[v1alpha1.AnnotationRefreshRequestedAt]
-	renewDue := !eff.Forever && schedule.Due(s.now, r.renewalTime(s))
-	rotateDue := schedule.Due(s.now, schedule.NextRotation(lastRotation(st), eff.RotateEvery))
+	renewDue := r.renewalDue(s)
+	if !renewDue {
+		st.Status.RenewalRotation = "" // no renewal in progress
+	}
+	requested := rotateReq != "" && rotateReq != st.Status.LastHandledRotateRequest
+	graceUntil, graceRuns := r.graceRunning(s)
+	renewalRotates := renewDue && eff.RenewalAction == v1alpha1.RenewalRotate && st.Status.RenewalRotation == "" && !graceRuns
+	wanted := requested || renewalRotates || schedule.Due(s.now, schedule.NextRotation(lastRotation(st), eff.RotateEvery))
 
-	needRotate := !s.secretOK || (rotateReq != "" && rotateReq != st.Status.LastHandledRotateRequest) ||
-		rotateDue || (renewDue && eff.RenewalAction == v1alpha1.RenewalRotate)
-	if needRotate && s.creds == nil {
-		if !s.secretOK && !s.secretUnknown {
+	switch {
+	case s.creds != nil: // a secret was issued in this reconcile already
+	case !s.secretOK:
+		if !s.secretUnknown && !s.rotationLost {
 			r.event(s, corev1.EventTypeWarning, "SecretLost", "Recover",
 				"Secret %s is missing or no longer holds the credential of token %s; issuing a new secret (the old one can't be read back)",
 				s.eff.SecretName, s.token.ID)
@@ -255,18 +189,43 @@ func (r *ServiceTokenReconciler) renew(ctx context.Context, s *scope) error {
 		if err := r.rotate(ctx, s); err != nil {
 			return err
 		}
+	case wanted && graceRuns:
+		s.deferredUntil = graceUntil
+		s.note = fmt.Sprintf("a rotation is due but waits until %s, when the previous secret's grace period ends "+
+			"(Cloudflare keeps one previous secret: rotating now would revoke it early)", formatTime(graceUntil))
+	case wanted:
+		if err := r.rotate(ctx, s); err != nil {
+			return err
+		}
 	}
-	st.Status.LastHandledRotateRequest = rotateReq
+	if s.deferredUntil.IsZero() {
+		st.Status.LastHandledRotateRequest = rotateReq
+	}
 
-	renewDue = !eff.Forever && schedule.Due(s.now, r.renewalTime(s)) // a rotation may have renewed
+	renewDue = r.renewalDue(s) // a zone replacement renews
 	if renewDue || (refreshReq != "" && refreshReq != st.Status.LastHandledRefreshRequest) {
 		if err := r.refresh(ctx, s); err != nil {
 			return err
 		}
+		st.Status.RenewalRotation = ""
 	}
 	st.Status.LastHandledRefreshRequest = refreshReq
 	r.recordSchedule(s)
 	return nil
+}
+
+// graceRunning returns when the previous secret's grace period ends, if it
+// is still running. A grace period of 0s asks for no waiting.
+func (r *ServiceTokenReconciler) graceRunning(s *scope) (time.Time, bool) {
+	p := s.st.Status.PreviousSecretExpiresAt
+	if p == nil || s.eff.GracePeriod <= 0 || !s.now.Before(p.Time) {
+		return time.Time{}, false
+	}
+	return p.Time, true
+}
+
+func (r *ServiceTokenReconciler) renewalDue(s *scope) bool {
+	return !s.eff.Forever && schedule.Due(s.now, r.renewalTime(s))
 }
 
 // renewalTime is when the current token should next be renewed.
@@ -310,6 +269,9 @@ func (r *ServiceTokenReconciler) recordSchedule(s *scope) {
 		r.Renewals.Remove(types.NamespacedName{Namespace: st.Namespace, Name: st.Name})
 	}
 	next = append(next, schedule.NextRotation(lastRotation(st), s.eff.RotateEvery))
+	if !s.deferredUntil.IsZero() { // a rotation due now waits for the grace period to end
+		next = append(slices.DeleteFunc(next, func(t time.Time) bool { return !t.After(s.now) }), s.deferredUntil)
+	}
 	if at, _, ok := schedule.Next(s.now, next...); ok {
 		st.Status.RenewalTime = statusTime(at)
 	}
@@ -327,65 +289,79 @@ func statusTime(t time.Time) *metav1.Time {
 // replacement token for zone tokens (Cloudflare has no zone rotate).
 func (r *ServiceTokenReconciler) rotate(ctx context.Context, s *scope) error {
 	if s.acct.Scope.IsZone() {
-		if s.st.Status.PreviousTokenID != "" { // one replacement at a time
-			if err := r.deleteToken(ctx, s, s.st.Status.PreviousTokenID); err != nil {
-				return err
-			}
-			s.st.Status.PreviousTokenID = ""
-		}
-		lost := s.secretUnknown // nobody holds the replaced token's secret
-		if err := r.createToken(ctx, s, v1alpha1.OperationReplace); err != nil {
-			return err
-		}
-		r.finishRotation(s)
-		if s.eff.GracePeriod == 0 || lost {
-			return r.deletePrevious(ctx, s)
-		}
-		return nil
+		return r.replaceZoneToken(ctx, s)
 	}
-	id := s.token.ID
-	if err := r.admit(s, "rotate"); err != nil {
-		return err
-	}
-	if err := r.recordIntent(ctx, s, v1alpha1.PendingOperation{Type: v1alpha1.OperationRotate, TokenID: id}); err != nil {
-		return err
+	id, lost := s.token.ID, s.rotationLost
+	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationRotate, TokenID: id}
+	if !s.token.UpdatedAt.IsZero() {
+		op.TokenUpdatedAt = s.token.UpdatedAt.UTC().Format(time.RFC3339Nano)
 	}
 	s.progress = v1alpha1.ReasonRotating
-	var prevExpires time.Time
-	if s.eff.GracePeriod > 0 && !s.secretUnknown {
-		prevExpires = s.now.Add(s.eff.GracePeriod)
-	}
-	creds, err := s.acct.Client.Rotate(ctx, s.acct.Scope.AccountID, id, prevExpires)
+	creds, err := r.issue(ctx, s, &op, r.previousGrace(s), func(ctx context.Context, op *v1alpha1.PendingOperation) (cf.Credentials, error) {
+		return s.acct.Client.Rotate(ctx, s.acct.Scope.AccountID, id, timeOf(op.PreviousSecretExpiresAt)) // zero revokes at once
+	})
 	if err != nil {
-		if cf.KindOf(err) != cf.KindOutcomeUnknown {
-			s.st.Status.PendingOperation = nil
-		}
 		return fmt.Errorf("rotating token %s: %w", id, err)
 	}
+	prev := op.PreviousSecretExpiresAt
 	r.stored(s, creds.Token)
-	if err := r.storeCredentials(ctx, s, creds); err != nil {
-		return err
+	r.rotated(s, op.ID, s.now, prev)
+	if lost {
+		r.announceLostRotation(s, id)
+		s.rotationLost = false
 	}
-	s.st.Status.PendingOperation = nil
-	s.st.Status.PreviousSecretExpiresAt = nil
-	if !prevExpires.IsZero() {
-		s.st.Status.PreviousSecretExpiresAt = &metav1.Time{Time: prevExpires}
-	}
-	r.finishRotation(s)
 	r.event(s, corev1.EventTypeNormal, "Rotated", "Rotate", "rotated the secret of token %s; the previous secret works until %s",
-		id, formatTime(prevExpires))
+		id, formatTime(timeOf(prev)))
 	return nil
 }
 
-func (r *ServiceTokenReconciler) finishRotation(s *scope) {
-	s.st.Status.LastRotationTime = &metav1.Time{Time: s.now}
-	s.secretUnknown = false
-	if r.Metrics != nil {
-		r.Metrics.RecordRotation(s.st.Namespace, s.st.Name)
+// replaceZoneToken rotates a zone token by creating a replacement; the
+// replaced token is deleted once its grace period has ended.
+func (r *ServiceTokenReconciler) replaceZoneToken(ctx context.Context, s *scope) error {
+	st := s.st
+	if st.Status.PreviousTokenID != "" { // one replacement at a time
+		if err := r.deletePrevious(ctx, s); err != nil {
+			return err
+		}
 	}
-	if s.acct.Scope.IsZone() {
-		s.st.Status.PreviousSecretExpiresAt = &metav1.Time{Time: s.now.Add(s.eff.GracePeriod)}
+	old := st.Status.TokenID
+	spec := cf.TokenSpec{Name: s.eff.TokenName, Duration: s.eff.Duration, Enabled: s.eff.Enabled}
+	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationReplace, TokenName: s.eff.TokenName, TokenID: old}
+	s.progress = v1alpha1.ReasonRotating
+	creds, err := r.issue(ctx, s, &op, r.previousGrace(s), func(ctx context.Context, _ *v1alpha1.PendingOperation) (cf.Credentials, error) {
+		return s.acct.Client.Create(ctx, s.acct.Scope, spec)
+	})
+	if err != nil {
+		return fmt.Errorf("replacing zone token %s: %w", old, err)
 	}
+	prev := op.PreviousSecretExpiresAt
+	st.Status.PreviousTokenID = old
+	r.adopt(s, creds.Token)
+	r.Inventory.Put(s.acct.Account.Key, s.acct.Scope, creds.Token)
+	r.rotated(s, op.ID, s.now, prev)
+	r.event(s, corev1.EventTypeNormal, "Rotated", "Create", "rotated: replacement zone token %s created, credential stored in Secret %s; token %s works until %s",
+		creds.ID, s.eff.SecretName, old, formatTime(timeOf(prev)))
+	if prev == nil {
+		return r.deletePrevious(ctx, s)
+	}
+	return nil
+}
+
+// previousGrace is how long the secret workloads hold keeps working after a
+// rotation: the grace period, or nothing when nobody holds it (a create
+// whose secret was lost) or the user asked for 0s.
+func (r *ServiceTokenReconciler) previousGrace(s *scope) time.Duration {
+	if s.secretUnknown {
+		return 0
+	}
+	return s.eff.GracePeriod
+}
+
+func timeOf(t *metav1.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.Time
 }
 
 // refresh extends the expiry: the refresh endpoint for account tokens, a PUT

@@ -225,7 +225,10 @@ var _ = Describe("A zone-scoped ServiceToken", func() {
 		Expect(exists).To(BeTrue())
 		Expect(first.works()).To(BeTrue(), "the replaced token works during the grace period")
 
-		clk.Step(time.Hour + 2*time.Second)
+		clk.Step(time.Hour)
+		poke(st)
+		Consistently(first.works, time.Second, interval).Should(BeTrue(), "the replaced token works for the whole grace period")
+		clk.Step(graceSlack + 2*time.Second)
 		poke(st)
 		st = waitFor(st, "old token deleted", func(st *v1alpha1.ServiceToken) bool { return st.Status.PreviousTokenID == "" && isReady(st) })
 		_, exists = simToken(firstID)

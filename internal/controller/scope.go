@@ -31,6 +31,16 @@ type scope struct {
 	token  *cf.Token
 	creds  *cf.Credentials // a secret obtained in this reconcile: must reach the Secret
 	secret *corev1.Secret  // our Secret as observed (nil: none)
+	held   storedCredential
+	heldOK bool // held is a credential we wrote, unchanged since
+	// persist: this reconcile issued a secret or settled an issuance, so its
+	// status must be written even when the manager is stopping.
+	persist bool
+	// rotationLost: a rotate committed at Cloudflare but its secret was lost;
+	// the recovery rotation revokes the secret workloads hold.
+	rotationLost bool
+	// deferredUntil: a rotation waits for the previous secret's grace to end.
+	deferredUntil time.Time
 	// movedFrom is our Secret under its previous name, when spec.secret.name changed.
 	movedFrom *corev1.Secret
 	secretOK  bool // it holds the current token's working credential
@@ -39,6 +49,7 @@ type scope struct {
 	secretUnknown bool
 	deleteLimit   int32  // failed deletions before the status tells how to release
 	progress      string // reason of the work this reconcile did, for Reconciling
+	note          string // what that work is waiting for, when it waits
 }
 
 func newScope(st *v1alpha1.ServiceToken, now time.Time) *scope {
@@ -60,9 +71,19 @@ func terminal(reason, format string, args ...any) error {
 	return &terminalError{Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
+// outcomeKind is what a reconcile does next.
+type outcomeKind string
+
+const (
+	outcomeOK       outcomeKind = "ok"       // done; requeue at the next scheduled event
+	outcomeTerminal outcomeKind = "terminal" // Stalled until a person changes something
+	outcomeWait     outcomeKind = "wait"     // look again after a known wait (rate limit, account)
+	outcomeRetry    outcomeKind = "retry"    // transient failure: back off
+)
+
 // outcome classifies a reconcile's error into what to do next.
 type outcome struct {
-	kind    string // "ok", "terminal", "wait", "retry"
+	kind    outcomeKind
 	reason  string
 	message string
 	after   time.Duration
@@ -70,36 +91,36 @@ type outcome struct {
 
 func classify(err error, opts Options, failures int32) outcome {
 	if err == nil {
-		return outcome{kind: "ok"}
+		return outcome{kind: outcomeOK}
 	}
 	var te *terminalError
 	if errors.As(err, &te) {
-		return outcome{kind: "terminal", reason: te.Reason, message: te.Message}
+		return outcome{kind: outcomeTerminal, reason: te.Reason, message: te.Message}
 	}
 	if ae, ok := asAccountError(err); ok {
 		if ae.Terminal {
-			return outcome{kind: "terminal", reason: ae.Reason, message: ae.Message}
+			return outcome{kind: outcomeTerminal, reason: ae.Reason, message: ae.Message}
 		}
 		// The account watch wakes us when it changes; the requeue is a safety net.
-		return outcome{kind: "wait", reason: ae.Reason, message: ae.Message, after: time.Minute}
+		return outcome{kind: outcomeWait, reason: ae.Reason, message: ae.Message, after: time.Minute}
 	}
 	switch cf.KindOf(err) {
 	case cf.KindAuth:
-		return outcome{kind: "terminal", reason: v1alpha1.ReasonUnauthorized,
+		return outcome{kind: outcomeTerminal, reason: v1alpha1.ReasonUnauthorized,
 			message: "Cloudflare rejected the account's credentials; fix the credentials Secret: " + err.Error()}
 	case cf.KindInvalid:
-		return outcome{kind: "terminal", reason: v1alpha1.ReasonInvalidSpec, message: "Cloudflare rejected the request; fix the spec: " + err.Error()}
+		return outcome{kind: outcomeTerminal, reason: v1alpha1.ReasonInvalidSpec, message: "Cloudflare rejected the request; fix the spec: " + err.Error()}
 	case cf.KindRateLimited:
 		after := cf.RetryAfterOf(err)
 		if after <= 0 {
 			after = time.Second
 		}
-		return outcome{kind: "wait", reason: v1alpha1.ReasonRateLimited, message: err.Error(), after: after}
+		return outcome{kind: outcomeWait, reason: v1alpha1.ReasonRateLimited, message: err.Error(), after: after}
 	}
 	if isConflict(err) {
-		return outcome{kind: "wait", reason: v1alpha1.ReasonProgressing, message: "object changed meanwhile; retrying", after: time.Second}
+		return outcome{kind: outcomeWait, reason: v1alpha1.ReasonProgressing, message: "object changed meanwhile; retrying", after: time.Second}
 	}
-	return outcome{kind: "retry", reason: v1alpha1.ReasonCloudflareError, message: err.Error(), after: backoff(failures+1, opts)}
+	return outcome{kind: outcomeRetry, reason: v1alpha1.ReasonCloudflareError, message: err.Error(), after: backoff(failures+1, opts)}
 }
 
 // stalledRecheck is how often a Stalled object looks again on its own.
@@ -121,15 +142,23 @@ func (r *ServiceTokenReconciler) finish(ctx context.Context, s *scope, err error
 		r.Accounts.RereadCredentials(s.acct.Account.Key) // they may have been fixed since
 	}
 	out := classify(err, r.Options, st.Status.FailedAttempts)
-	if !st.DeletionTimestamp.IsZero() && out.kind != "ok" {
+	if !st.DeletionTimestamp.IsZero() && out.kind != outcomeOK {
 		// Nothing but a retry helps a deletion; counting the failures is what
 		// lets the status tell the user how to release the object.
-		out.kind, out.after = "retry", backoff(st.Status.FailedAttempts+1, r.Options)
+		out.kind, out.after = outcomeRetry, backoff(st.Status.FailedAttempts+1, r.Options)
 	}
 	result := r.applyOutcome(s, out)
 	before := meta.FindStatusCondition(s.base.Status.Conditions, v1alpha1.ConditionReady)
 	setConditions(s, out)
-	if perr := r.patchStatus(ctx, s); perr != nil {
+	pctx := ctx
+	if s.persist {
+		// This reconcile issued a secret or settled an issuance: its status
+		// is written even while the manager is stopping.
+		var cancel context.CancelFunc
+		pctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), IssuanceTimeout)
+		defer cancel()
+	}
+	if perr := r.patchStatus(pctx, s); perr != nil {
 		if isConflict(perr) {
 			return ctrl.Result{RequeueAfter: time.Second}, nil // read a stale object; look again
 		}
@@ -140,7 +169,7 @@ func (r *ServiceTokenReconciler) finish(ctx context.Context, s *scope, err error
 	if blocked(out) && (before == nil || before.Reason != out.reason) {
 		r.event(s, corev1.EventTypeWarning, out.reason, "Reconcile", "%s", out.message)
 	}
-	if out.kind == "retry" {
+	if out.kind == outcomeRetry {
 		ctrl.LoggerFrom(ctx).Info("reconcile failed, retrying", "reason", out.reason, "error", out.message,
 			"failedAttempts", st.Status.FailedAttempts, "retryIn", result.RequeueAfter.String())
 	}
@@ -150,7 +179,7 @@ func (r *ServiceTokenReconciler) finish(ctx context.Context, s *scope, err error
 // blocked reports an outcome that waits for a person: a terminal error, or
 // an account that is missing or not usable.
 func blocked(out outcome) bool {
-	return out.kind == "terminal" || (out.kind == "wait" &&
+	return out.kind == outcomeTerminal || (out.kind == outcomeWait &&
 		(out.reason == v1alpha1.ReasonAccountNotFound || out.reason == v1alpha1.ReasonAccountNotReady))
 }
 
@@ -158,18 +187,18 @@ func blocked(out outcome) bool {
 func (r *ServiceTokenReconciler) applyOutcome(s *scope, out outcome) ctrl.Result {
 	st := s.st
 	switch out.kind {
-	case "ok":
+	case outcomeOK:
 		st.Status.FailedAttempts, st.Status.LastFailureTime = 0, nil
 		st.Status.ObservedGeneration = st.Generation
 		return r.nextAction(s)
-	case "terminal":
+	case outcomeTerminal:
 		st.Status.FailedAttempts, st.Status.LastFailureTime = 0, nil
 		st.Status.ObservedGeneration = st.Generation
 		// Changes to the object, its account and its Secret wake it at once;
 		// this slow look covers what is not watched (a foreign Secret deleted,
 		// namespace labels, an API token fixed while the account stayed Ready).
 		return ctrl.Result{RequeueAfter: stalledRecheck}
-	case "wait":
+	case outcomeWait:
 		return ctrl.Result{RequeueAfter: out.after}
 	default: // retry
 		st.Status.ObservedGeneration = st.Generation // acted on, still working (Reconciling=True)
@@ -190,80 +219,12 @@ func (r *ServiceTokenReconciler) nextAction(s *scope) ctrl.Result {
 	if st.Status.PreviousTokenID != "" && st.Status.PreviousSecretExpiresAt != nil {
 		times = append(times, st.Status.PreviousSecretExpiresAt.Time)
 	}
+	times = append(times, s.deferredUntil)
 	_, after, ok := schedule.Next(s.now, times...)
 	if !ok {
 		return ctrl.Result{}
 	}
 	return ctrl.Result{RequeueAfter: after + time.Second}
-}
-
-// setConditions is the one place the kstatus conditions are computed.
-func setConditions(s *scope, out outcome) {
-	st := s.st
-	gen := st.Generation
-	healthy := s.token != nil && s.secretOK && !expired(s.token, s.now)
-	set := func(t string, status metav1.ConditionStatus, reason, msg string) {
-		meta.SetStatusCondition(&st.Status.Conditions, metav1.Condition{Type: t, Status: status, Reason: reason, Message: msg, ObservedGeneration: gen})
-	}
-	if !st.DeletionTimestamp.IsZero() {
-		reason := v1alpha1.ReasonDeleting
-		if out.kind != "ok" && st.Status.FailedAttempts >= s.deleteLimit {
-			reason = v1alpha1.ReasonDeletionBlocked
-		}
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, reason, deletingMessage(s, out))
-		set(v1alpha1.ConditionReconciling, metav1.ConditionTrue, reason, deletingMessage(s, out))
-		set(v1alpha1.ConditionStalled, metav1.ConditionFalse, v1alpha1.ReasonDeleting, "")
-		return
-	}
-	switch {
-	case out.kind == "terminal":
-		set(v1alpha1.ConditionReady, metav1.ConditionFalse, out.reason, out.message)
-		set(v1alpha1.ConditionStalled, metav1.ConditionTrue, out.reason, out.message)
-		set(v1alpha1.ConditionReconciling, metav1.ConditionFalse, out.reason, "")
-		return
-	case out.kind == "ok" && healthy:
-		msg := fmt.Sprintf("Secret %s holds a working credential for token %s", st.Status.SecretName, s.token.ID)
-		if !s.eff.Enabled {
-			msg += " (token disabled by spec.enabled)"
-		}
-		set(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonReady, msg)
-		set(v1alpha1.ConditionReconciling, metav1.ConditionFalse, v1alpha1.ReasonReady, "")
-	default:
-		reason, msg := out.reason, out.message
-		if out.kind == "ok" {
-			reason, msg = s.progressReason(), "work in progress"
-		}
-		readyStatus := metav1.ConditionFalse
-		if healthy { // still a working credential while we wait or retry
-			readyStatus, msg = metav1.ConditionTrue, "credential works; "+msg
-		}
-		set(v1alpha1.ConditionReady, readyStatus, reason, msg)
-		set(v1alpha1.ConditionReconciling, metav1.ConditionTrue, reason, msg)
-	}
-	set(v1alpha1.ConditionStalled, metav1.ConditionFalse, v1alpha1.ReasonReady, "")
-}
-
-func (s *scope) progressReason() string {
-	if s.progress != "" {
-		return s.progress
-	}
-	return v1alpha1.ReasonProgressing
-}
-
-func deletingMessage(s *scope, out outcome) string {
-	if out.kind == "ok" {
-		return "deleting the Cloudflare token"
-	}
-	msg := out.message
-	if s.st.Status.FailedAttempts >= s.deleteLimit {
-		msg += fmt.Sprintf("; to release this object without deleting the Cloudflare token, set the annotation %s=true",
-			v1alpha1.AnnotationForceDelete)
-	}
-	return msg
-}
-
-func expired(t *cf.Token, now time.Time) bool {
-	return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt)
 }
 
 // released reports whether the finalizer is gone (nothing left to record).
@@ -275,27 +236,28 @@ func (s *scope) released() bool {
 // The optimistic lock turns a stale cache read into a conflict and a quick
 // retry, instead of a status mixed from two reconciles, or a Cloudflare write
 // decided on old facts (every secret-issuing call is preceded by a patch).
+// A reconcile that must persist its outcome (s.persist) retries a conflict
+// once against a live read, provided only the object's metadata or spec
+// changed meanwhile (a label, an edit): its status still holds then.
 func (r *ServiceTokenReconciler) patchStatus(ctx context.Context, s *scope) error {
 	if equality.Semantic.DeepEqual(s.base.Status, s.st.Status) {
 		return nil // nothing changed: a restart of N Ready objects writes nothing
 	}
-	patch := client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{})
-	if err := r.Status().Patch(ctx, s.st, patch); err != nil {
+	err := r.Status().Patch(ctx, s.st, client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{}))
+	if isConflict(err) && s.persist {
+		live := &v1alpha1.ServiceToken{}
+		if gerr := r.APIReader.Get(ctx, client.ObjectKeyFromObject(s.st), live); gerr != nil || !equality.Semantic.DeepEqual(live.Status, s.base.Status) {
+			return err
+		}
+		next := live.DeepCopy()
+		next.Status = *s.st.Status.DeepCopy()
+		s.base, *s.st = live, *next
+		err = r.Status().Patch(ctx, s.st, client.MergeFromWithOptions(s.base, client.MergeFromWithOptimisticLock{}))
+	}
+	if err != nil {
 		return client.IgnoreNotFound(err)
 	}
 	s.base = s.st.DeepCopy()
 	waitForCache(ctx, r.Client, s.st)
-	return nil
-}
-
-// recordIntent persists a pending operation before the Cloudflare call that
-// returns a secret: after a crash or a lost response the next reconcile knows
-// to look for the outcome. The one status write outside finish, on purpose.
-func (r *ServiceTokenReconciler) recordIntent(ctx context.Context, s *scope, op v1alpha1.PendingOperation) error {
-	op.StartedAt = metav1.Time{Time: s.now}
-	s.st.Status.PendingOperation = &op
-	if err := r.patchStatus(ctx, s); err != nil {
-		return fmt.Errorf("recording pending %s: %w", op.Type, err)
-	}
 	return nil
 }

@@ -80,6 +80,7 @@ type ServiceTokenReconciler struct {
 type Counters interface {
 	RecordRotation(namespace, name string)
 	RecordRefresh(namespace, name string)
+	RecordLostRotation(namespace, name string)
 }
 
 // Reconcile: guard clauses, then the named phases of reconcileNormal or

@@ -157,9 +157,12 @@ var _ = Describe("A ServiceToken", func() {
 		Expect(cur.works()).To(BeTrue())
 		Expect(old.works()).To(BeTrue(), "the previous secret works during the grace period")
 		Expect(st.Status.ExpiresAt.Time).To(BeTemporally(">", expires), "expiry is extended too (rotate alone does not)")
-		Expect(st.Status.PreviousSecretExpiresAt.Time).To(BeTemporally("==", clk.Now().Truncate(time.Second).Add(time.Hour)))
+		Expect(st.Status.PreviousSecretExpiresAt.Time).To(BeTemporally("==", clk.Now().Truncate(time.Second).Add(time.Hour+graceSlack)),
+			"the grace counts from when the new secret is stored; graceSlack covers the call and the write")
 
-		clk.Step(time.Hour + time.Second)
+		clk.Step(time.Hour)
+		Expect(old.works()).To(BeTrue(), "the previous secret works for the whole grace period after the new one was stored")
+		clk.Step(graceSlack + time.Second)
 		Expect(old.works()).To(BeFalse(), "the previous secret stops after the grace period")
 		Expect(cur.works()).To(BeTrue())
 		Expect(op.events.reasons(st)).To(ContainElement("Rotated"))
@@ -182,7 +185,9 @@ var _ = Describe("A ServiceToken", func() {
 		})
 		Expect(old.works()).To(BeTrue())
 		Expect(credentialOf(st).works()).To(BeTrue())
-		clk.Step(2*time.Hour + time.Second)
+		clk.Step(2 * time.Hour)
+		Expect(old.works()).To(BeTrue())
+		clk.Step(graceSlack + time.Second)
 		Expect(old.works()).To(BeFalse())
 	})
 

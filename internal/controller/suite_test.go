@@ -85,32 +85,32 @@ type hooks struct {
 	mu          sync.Mutex
 	afterCreate func() error
 	afterRotate func() error
+	// beforeRotate fails a rotate before it reaches Cloudflare.
+	beforeRotate func() error
+	// whileRotating runs once Cloudflare committed a rotate, with the
+	// call's context, before the response reaches the controller.
+	whileRotating func(ctx context.Context) error
+	// refreshFailures fails that many refresh calls with a transient error.
+	refreshFailures int
 }
 
-func (h *hooks) take(f *func() error) func() error {
+func take[F any](h *hooks, f *F) F {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	fn := *f
-	*f = nil // each hook fires once
+	var zero F
+	*f = zero // each hook fires once
 	return fn
 }
 
-type hookedFactory struct {
-	cf.Factory
-	h *hooks
-}
-
-func (f hookedFactory) ClientFor(cfg cf.AccountConfig) (cf.Client, error) {
-	c, err := f.Factory.ClientFor(cfg)
-	return hookedClient{Client: c, h: f.h}, err
-}
-
-func (f hookedFactory) Cached(key string) (cf.Client, bool) {
-	c, ok := f.Factory.Cached(key)
-	if !ok {
-		return nil, false
+func (h *hooks) failRefresh() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.refreshFailures > 0 {
+		h.refreshFailures--
+		return true
 	}
-	return hookedClient{Client: c, h: f.h}, true
+	return false
 }
 
 type hookedClient struct {
@@ -120,18 +120,33 @@ type hookedClient struct {
 
 func (c hookedClient) Create(ctx context.Context, s cf.Scope, spec cf.TokenSpec) (cf.Credentials, error) {
 	creds, err := c.Client.Create(ctx, s, spec)
-	if hook := c.h.take(&c.h.afterCreate); err == nil && hook != nil {
+	if hook := take(c.h, &c.h.afterCreate); err == nil && hook != nil {
 		return cf.Credentials{}, hook()
 	}
 	return creds, err
 }
 
 func (c hookedClient) Rotate(ctx context.Context, account, id string, prev time.Time) (cf.Credentials, error) {
-	creds, err := c.Client.Rotate(ctx, account, id, prev)
-	if hook := c.h.take(&c.h.afterRotate); err == nil && hook != nil {
+	if hook := take(c.h, &c.h.beforeRotate); hook != nil {
 		return cf.Credentials{}, hook()
 	}
+	creds, err := c.Client.Rotate(ctx, account, id, prev)
+	if hook := take(c.h, &c.h.afterRotate); err == nil && hook != nil {
+		return cf.Credentials{}, hook()
+	}
+	if hook := take(c.h, &c.h.whileRotating); err == nil && hook != nil {
+		if herr := hook(ctx); herr != nil {
+			return cf.Credentials{}, herr
+		}
+	}
 	return creds, err
+}
+
+func (c hookedClient) Refresh(ctx context.Context, account, id string) (cf.Token, error) {
+	if c.h.failRefresh() {
+		return cf.Token{}, &cf.Error{Kind: cf.KindTransient, Op: "refresh", HTTPStatus: 503, Message: "service unavailable (injected by test)"}
+	}
+	return c.Client.Refresh(ctx, account, id)
 }
 
 // lostResponse is what the client reports when a response never arrived.
@@ -141,11 +156,12 @@ func lostResponse() error {
 
 // operator is one running manager, like one operator process.
 type operator struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-	hooks  *hooks
-	events *eventLog
-	calls  *apiCalls
+	cancel   context.CancelFunc
+	done     chan struct{}
+	hooks    *hooks
+	events   *eventLog
+	calls    *apiCalls
+	counters *testCounters
 }
 
 // apiCalls counts what the ServiceToken reconciler asks of the Kubernetes
@@ -200,20 +216,12 @@ func startOperator(ns string, opts Options) *operator {
 		Scheme:                  testenv.Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
-		GracefulShutdownTimeout: ptr(time.Second),
+		GracefulShutdownTimeout: ptr(5 * time.Second), // an issuance in flight completes on stop
 		Controller:              config.Controller{SkipNameValidation: ptr(true)},
 		Cache:                   CacheOptions(map[string]cache.Config{ns: {}}),
 	})
 	Expect(err).NotTo(HaveOccurred())
 	h := &hooks{}
-	// The factory's rate limiter runs on real time: pauses must end.
-	factory := hookedFactory{Factory: cf.NewFactory(cf.FactoryOptions{MaxWait: 100 * time.Millisecond}), h: h}
-	inv := NewInventory(clk)
-	accounts := &Accounts{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Factory: factory}
-	for _, kind := range []string{v1alpha1.KindCloudflareAccount, v1alpha1.KindClusterCloudflareAcc} {
-		Expect((&AccountReconciler{Client: mgr.GetClient(), Kind: kind, Accounts: accounts, Inventory: inv, Clock: clk,
-			DriftCheckPeriod: time.Hour, CredentialsRecheck: 300 * time.Millisecond}).SetupWithManager(mgr)).To(Succeed())
-	}
 	events := &eventLog{}
 	if opts.DriftCheckPeriod == 0 {
 		opts.DriftCheckPeriod = time.Hour
@@ -222,11 +230,22 @@ func startOperator(ns string, opts Options) *operator {
 		opts.BackoffBase, opts.BackoffMax = 100*time.Millisecond, 2*time.Second
 	}
 	calls := &apiCalls{gets: map[client.ObjectKey]int{}, patches: map[client.ObjectKey]int{}}
-	r := &ServiceTokenReconciler{Client: calls.intercept(noWatch{mgr.GetClient()}), APIReader: mgr.GetAPIReader(), Recorder: events, Clock: clk,
-		Accounts: accounts, Inventory: inv, Options: opts}
-	Expect(r.SetupWithManager(mgr)).To(Succeed())
+	counters := &testCounters{}
+	// The production wiring (renewal planner, budget admission included); the
+	// factory's rate limiter runs on real time, so pauses end.
+	Expect(Setup(mgr, SetupOptions{
+		Clock:              clk,
+		Factory:            cf.NewFactory(cf.FactoryOptions{MaxWait: 100 * time.Millisecond}),
+		WrapClient:         func(c cf.Client) cf.Client { return hookedClient{Client: c, h: h} },
+		WrapKubeClient:     func(c client.Client) client.Client { return calls.intercept(noWatch{c}) },
+		Recorder:           events,
+		Counters:           counters,
+		DriftCheckPeriod:   time.Hour,
+		CredentialsRecheck: 300 * time.Millisecond,
+		ServiceToken:       opts,
+	})).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
-	op := &operator{cancel: cancel, done: make(chan struct{}), hooks: h, events: events, calls: calls}
+	op := &operator{cancel: cancel, done: make(chan struct{}), hooks: h, events: events, calls: calls, counters: counters}
 	go func() {
 		defer GinkgoRecover()
 		defer close(op.done)
@@ -245,6 +264,26 @@ func (o *operator) stop() {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// testCounters counts what the controller reports to metrics.
+type testCounters struct {
+	mu                                sync.Mutex
+	rotations, refreshes, lostRotates int
+}
+
+func (c *testCounters) RecordRotation(string, string) { c.mu.Lock(); c.rotations++; c.mu.Unlock() }
+func (c *testCounters) RecordRefresh(string, string)  { c.mu.Lock(); c.refreshes++; c.mu.Unlock() }
+func (c *testCounters) RecordLostRotation(string, string) {
+	c.mu.Lock()
+	c.lostRotates++
+	c.mu.Unlock()
+}
+
+func (c *testCounters) lostRotations() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lostRotates
+}
 
 // newNamespace creates a namespace of its own for one test, with the
 // credentials Secret and a Ready CloudflareAccount named "cf".

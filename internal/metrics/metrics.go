@@ -50,6 +50,9 @@ var (
 	refreshesDesc = prometheus.NewDesc("servicetoken_refreshes_total",
 		"Expiry refreshes made by this operator process for the ServiceToken.",
 		labels, nil)
+	lostRotationsDesc = prometheus.NewDesc("servicetoken_lost_rotations_total",
+		"Rotations whose response Cloudflare committed but never delivered, so that recovering revoked the secret workloads held before its grace period ended (docs/renewal.md).",
+		labels, nil)
 )
 
 // conditionValues are the label values of servicetoken_ready_status; every
@@ -66,8 +69,8 @@ type Counters struct {
 }
 
 type counts struct {
-	rotations, refreshes float64
-	seq                  uint64 // Counters.seq at the last record
+	rotations, refreshes, lostRotations float64
+	seq                                 uint64 // Counters.seq at the last record
 }
 
 // RecordRotation counts one rotation of the client secret.
@@ -78,6 +81,12 @@ func (c *Counters) RecordRotation(namespace, name string) {
 // RecordRefresh counts one refresh of the expiry.
 func (c *Counters) RecordRefresh(namespace, name string) {
 	c.record(namespace, name, func(n *counts) { n.refreshes++ })
+}
+
+// RecordLostRotation counts one recovery from a lost rotate response that
+// revoked the held secret early.
+func (c *Counters) RecordLostRotation(namespace, name string) {
+	c.record(namespace, name, func(n *counts) { n.lostRotations++ })
 }
 
 // Forget drops the counts of a ServiceToken. Optional: counts of tokens gone
@@ -169,7 +178,7 @@ func Register(reader client.Reader) (*Counters, error) {
 
 // Describe implements prometheus.Collector.
 func (c *ServiceTokenCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{expirationDesc, renewalDesc, readyDesc, rotationsDesc, refreshesDesc} {
+	for _, d := range []*prometheus.Desc{expirationDesc, renewalDesc, readyDesc, rotationsDesc, refreshesDesc, lostRotationsDesc} {
 		ch <- d
 	}
 }
@@ -220,6 +229,7 @@ func (c *ServiceTokenCollector) Collect(ch chan<- prometheus.Metric) {
 		n := c.get(key)
 		ch <- prometheus.MustNewConstMetric(rotationsDesc, prometheus.CounterValue, n.rotations, lv...)
 		ch <- prometheus.MustNewConstMetric(refreshesDesc, prometheus.CounterValue, n.refreshes, lv...)
+		ch <- prometheus.MustNewConstMetric(lostRotationsDesc, prometheus.CounterValue, n.lostRotations, lv...)
 	}
 	c.prune(present, listedAt)
 }

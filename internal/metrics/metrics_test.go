@@ -96,6 +96,10 @@ servicetoken_rotations_total{name="batch",namespace="team-b"} 0
 # TYPE servicetoken_refreshes_total counter
 servicetoken_refreshes_total{name="api",namespace="team-a"} 0
 servicetoken_refreshes_total{name="batch",namespace="team-b"} 0
+# HELP servicetoken_lost_rotations_total Rotations whose response Cloudflare committed but never delivered, so that recovering revoked the secret workloads held before its grace period ended (docs/renewal.md).
+# TYPE servicetoken_lost_rotations_total counter
+servicetoken_lost_rotations_total{name="api",namespace="team-a"} 0
+servicetoken_lost_rotations_total{name="batch",namespace="team-b"} 0
 `))).To(Succeed())
 
 	// Spelled out: the forever token has no expiration or renewal sample.
@@ -150,7 +154,7 @@ func TestCollectorDropsSeriesOfDeletedToken(t *testing.T) {
 	c := NewServiceTokenCollector(reader)
 	c.RecordRotation("team-a", "api")
 	c.RecordRefresh("team-a", "api")
-	g.Expect(testutil.CollectAndCount(c)).To(Equal(12)) // api: 2+3+2, batch: 3+2
+	g.Expect(testutil.CollectAndCount(c)).To(Equal(14)) // api: 2+3+3, batch: 3+3
 
 	g.Expect(reader.Delete(context.Background(), objs[0])).To(Succeed())
 

@@ -1,8 +1,11 @@
 // Package chaos is the soak test of issue 7: the real API server, the
 // Cloudflare simulator (cmd/cfsim) and the real manager binary as two
 // leader-elected replicas, under churn, injected Cloudflare faults, SIGKILLs
-// of the leader and one API server restart. When the faults stop it waits for
-// convergence and checks that nothing was lost or leaked.
+// of the leader, SIGTERM rollouts during issuance and one API server restart.
+// When the faults stop it waits for convergence and checks that nothing was
+// lost or leaked. Throughout, it samples the Secrets as a workload reads them
+// and checks that every secret it was handed keeps working for its grace
+// period once replaced (issue 11, continuity.go).
 //
 // Run it with `make chaos` (the long, default configuration, flags through
 // CHAOS_ARGS) or as part of `make test` (TestChaos, a short configuration).
@@ -43,17 +46,30 @@ type Config struct {
 	KillMax       time.Duration
 	MinKills      int  // fewer kills than this is a violation (the run did not exercise failover)
 	RestartAPI    bool // restart kube-apiserver once, half way through
-	DriftPeriod   time.Duration
-	Seed          uint64
-	Dir           string // logs and kubeconfigs; a temporary directory when empty
-	Logf          func(format string, args ...any)
+	// RolloutEvery is the mean pause between SIGTERM rollouts of the leader
+	// during an in-flight issuance (0: none); fewer than MinRollouts is a
+	// violation.
+	RolloutEvery time.Duration
+	MinRollouts  int
+	// The fault phases: FaultPhase of the general mix, then RefreshFailPhase
+	// in which only refresh calls fail, with probability RefreshFailRate
+	// (5xx), and so on. RefreshFailPhase 0 keeps the general mix throughout.
+	FaultPhase       time.Duration
+	RefreshFailPhase time.Duration
+	RefreshFailRate  float64
+	DriftPeriod      time.Duration
+	Seed             uint64
+	Dir              string // logs and kubeconfigs; a temporary directory when empty
+	Logf             func(format string, args ...any)
 }
 
 // DefaultConfig is the `make chaos` run (about 15-18 minutes).
 func DefaultConfig() Config {
 	return Config{Tokens: 200, Churn: 12 * time.Minute, Converge: 5 * time.Minute, ChurnInterval: 700 * time.Millisecond,
 		FaultRate: 0.1, LatencySpike: 3 * time.Second, KillMin: 2 * time.Second, KillMax: 14 * time.Second, MinKills: 20,
-		RestartAPI: true, DriftPeriod: 30 * time.Second, Seed: 7}
+		RestartAPI: true, RolloutEvery: 90 * time.Second, MinRollouts: 3,
+		FaultPhase: 90 * time.Second, RefreshFailPhase: 45 * time.Second, RefreshFailRate: 0.5,
+		DriftPeriod: 30 * time.Second, Seed: 7}
 }
 
 // ShortConfig is the run inside `make test` (under 5 minutes).
@@ -63,31 +79,44 @@ func ShortConfig() Config {
 	c.FaultRate = 0.15
 	c.KillMin, c.KillMax = time.Second, 5*time.Second
 	c.ChurnInterval = 400 * time.Millisecond
+	c.RolloutEvery, c.MinRollouts = 40*time.Second, 1
+	c.FaultPhase, c.RefreshFailPhase = 35*time.Second, 25*time.Second
 	return c
 }
 
 // Results are the figures of a run; Violations must all be zero.
 type Results struct {
-	Config            map[string]string `json:"config"`
-	WallSeconds       float64           `json:"wall_seconds"`
-	ConvergeSeconds   float64           `json:"converge_seconds"`
-	Operations        map[string]int    `json:"operations"`
-	ChurnErrors       int               `json:"churn_errors"`
-	FaultsInjected    map[string]int    `json:"faults_injected"`
-	Kills             int               `json:"leader_kills"`
-	ManagerExits      int               `json:"manager_exits_restarted"`
-	APIRestarts       int               `json:"apiserver_restarts"`
-	APICalls          int               `json:"cloudflare_api_calls"`
-	APICallsByOp      map[string]int    `json:"cloudflare_api_calls_by_op"`
-	Status429         int               `json:"http_429_total"`
-	Budget429         int               `json:"http_429_rate_budget"`
-	LiveServiceTokens int               `json:"live_servicetokens"`
-	CloudflareTokens  int               `json:"cloudflare_tokens"`
-	OrphanedTokens    int               `json:"orphaned_tokens"`
-	IssuedSecrets     int               `json:"issued_secrets"`
-	ScannedBytes      int               `json:"scanned_bytes"`
-	Violations        map[string]int    `json:"violations"`
-	ViolationDetails  []string          `json:"violation_details,omitempty"`
+	Config               map[string]string `json:"config"`
+	WallSeconds          float64           `json:"wall_seconds"`
+	ConvergeSeconds      float64           `json:"converge_seconds"`
+	Operations           map[string]int    `json:"operations"`
+	ChurnErrors          int               `json:"churn_errors"`
+	FaultsInjected       map[string]int    `json:"faults_injected"`
+	Kills                int               `json:"leader_kills"`
+	SigtermRollouts      int               `json:"sigterm_rollouts"`
+	RolloutsNeedingKill  int               `json:"rollouts_needing_sigkill"`
+	ManagerExits         int               `json:"manager_exits_restarted"`
+	APIRestarts          int               `json:"apiserver_restarts"`
+	RefreshFailurePhases int               `json:"refresh_failure_phases"`
+	APICalls             int               `json:"cloudflare_api_calls"`
+	APICallsByOp         map[string]int    `json:"cloudflare_api_calls_by_op"`
+	Status429            int               `json:"http_429_total"`
+	Budget429            int               `json:"http_429_rate_budget"`
+	LiveServiceTokens    int               `json:"live_servicetokens"`
+	CloudflareTokens     int               `json:"cloudflare_tokens"`
+	OrphanedTokens       int               `json:"orphaned_tokens"`
+	IssuedSecrets        int               `json:"issued_secrets"`
+	ScannedBytes         int               `json:"scanned_bytes"`
+	// Secret continuity (continuity.go): handed-out secrets sampled, how
+	// many were replaced under a grace period (each one checked), failures
+	// excused by reason, and revocations Cloudflare forced after a lost
+	// rotate (reported, not violations).
+	HeldSecretsSampled    int            `json:"held_secrets_sampled"`
+	SuccessorEvents       int            `json:"successor_events"`
+	ContinuityExcused     map[string]int `json:"continuity_excused"`
+	LostRotateRevocations int            `json:"lost_rotate_revocations"`
+	Violations            map[string]int `json:"violations"`
+	ViolationDetails      []string       `json:"violation_details,omitempty"`
 }
 
 // TotalViolations sums Violations.
@@ -118,7 +147,10 @@ func (r *Results) Table() string {
 	for _, k := range sortedKeys(r.FaultsInjected) {
 		row("  "+k, r.FaultsInjected[k])
 	}
+	row("  refresh-failure phases", r.RefreshFailurePhases)
 	row("  leader SIGKILLs", r.Kills)
+	row("  leader SIGTERM rollouts (issuance in flight)", r.SigtermRollouts)
+	row("  rollouts needing SIGKILL (no exit in 90s)", r.RolloutsNeedingKill)
 	row("  manager exits (restarted)", r.ManagerExits)
 	row("  kube-apiserver restarts", r.APIRestarts)
 	sep("cloudflare api")
@@ -134,6 +166,13 @@ func (r *Results) Table() string {
 	row("  of which Orphaned by policy", r.OrphanedTokens)
 	row("  secrets issued by the simulator", r.IssuedSecrets)
 	row("  bytes scanned for leaks", r.ScannedBytes)
+	sep("secret continuity (what a workload feels)")
+	row("  handed-out secrets sampled", r.HeldSecretsSampled)
+	row("  successors under a grace period (checked)", r.SuccessorEvents)
+	for _, k := range sortedKeys(r.ContinuityExcused) {
+		row("  excused: "+k, r.ContinuityExcused[k])
+	}
+	row("  revoked early by a lost rotate (Cloudflare)", r.LostRotateRevocations)
 	sep("invariant violations (must be 0)")
 	for _, k := range sortedKeys(r.Violations) {
 		row("  "+k, r.Violations[k])
@@ -175,12 +214,16 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		}
 	}
 	r := &run{cfg: cfg, dir: dir, rnd: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
-		res: &Results{Operations: map[string]int{}, Violations: map[string]int{}, FaultsInjected: map[string]int{}},
-		sts: map[string]*tracked{}}
+		res: &Results{Operations: map[string]int{}, Violations: map[string]int{}, FaultsInjected: map[string]int{},
+			ContinuityExcused: map[string]int{}},
+		sts: map[string]*tracked{}, cont: newTracker()}
 	r.res.Config = map[string]string{
 		"tokens": strconv.Itoa(cfg.Tokens), "churn": cfg.Churn.String(), "converge": cfg.Converge.String(),
 		"fault_rate": fmt.Sprint(cfg.FaultRate), "kill_window": cfg.KillMin.String() + "-" + cfg.KillMax.String(),
 		"min_kills": strconv.Itoa(cfg.MinKills), "restart_apiserver": strconv.FormatBool(cfg.RestartAPI),
+		"rollout_every": cfg.RolloutEvery.String(), "min_rollouts": strconv.Itoa(cfg.MinRollouts),
+		"fault_phase": cfg.FaultPhase.String(), "refresh_fail_phase": cfg.RefreshFailPhase.String(),
+		"refresh_fail_rate":  fmt.Sprint(cfg.RefreshFailRate),
 		"drift_check_period": cfg.DriftPeriod.String(), "seed": strconv.FormatUint(cfg.Seed, 10), "dir": dir,
 	}
 	start := time.Now()
@@ -189,10 +232,22 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if err := r.setup(ctx); err != nil {
 		return r.res, err
 	}
+	// The sampler watches the Secrets from the first fault to the end of
+	// convergence.
+	soakStart := time.Now()
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() { defer close(sampled); r.sampleLoop(sampleCtx) }()
+	stop := func() { stopSampling(); <-sampled }
+	defer stop()
 	if err := r.soak(ctx); err != nil {
 		return r.res, err
 	}
 	if err := r.converge(ctx); err != nil {
+		return r.res, err
+	}
+	stop()
+	if err := r.finishContinuity(ctx, soakStart); err != nil {
 		return r.res, err
 	}
 	return r.res, nil
@@ -216,8 +271,12 @@ type run struct {
 	mgrMu       sync.Mutex
 	managers    [2]*harness.Process
 	metricPorts [2]int
-	paused      bool // no supervision while the API server restarts
+	paused      bool    // no supervision while the API server restarts
+	rollingOut  [2]bool // a replica SIGTERMed by rollout, which restarts it itself
 	metricsText strings.Builder
+
+	faults *faultPlan // the simulator's fault configuration during the soak
+	cont   *tracker   // the secret-continuity sampler's state
 
 	stMu    sync.Mutex
 	sts     map[string]*tracked // live ServiceTokens by namespace/name, as the suite made them

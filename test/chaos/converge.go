@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+	"github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare/sim"
 	"github.com/servicetoken-operator/servicetoken-operator/test/harness"
 )
 
@@ -91,6 +93,10 @@ func (r *run) converge(ctx context.Context) error {
 	for k, n := range stats.Faults {
 		r.res.FaultsInjected[string(k)] = n
 	}
+	// Most of these come from the refresh-failure phases: each one left a
+	// renewal "rotated, refresh failed" or a refresh request to retry.
+	r.res.FaultsInjected["5xx: on refresh calls"] = stats.Count(sim.OpRefresh, http.StatusBadGateway) +
+		stats.Count(sim.OpRefresh, http.StatusServiceUnavailable)
 	r.res.Violations["rate budget exceeded (real 429s)"] = stats.RateLimited
 	short := 0
 	if r.res.Kills < r.cfg.MinKills {
@@ -98,6 +104,12 @@ func (r *run) converge(ctx context.Context) error {
 		r.res.ViolationDetails = append(r.res.ViolationDetails, fmt.Sprintf("only %d leader kills, want at least %d", r.res.Kills, r.cfg.MinKills))
 	}
 	r.res.Violations["fewer leader kills than required"] = short
+	short = 0
+	if r.res.SigtermRollouts < r.cfg.MinRollouts {
+		short = 1
+		r.res.ViolationDetails = append(r.res.ViolationDetails, fmt.Sprintf("only %d SIGTERM rollouts, want at least %d", r.res.SigtermRollouts, r.cfg.MinRollouts))
+	}
+	r.res.Violations["fewer rollouts than required"] = short
 	if r.cfg.RestartAPI && r.res.APIRestarts == 0 {
 		r.res.Violations["kube-apiserver not restarted"] = 1
 	}
@@ -247,7 +259,7 @@ func (r *run) evaluate(chk *check, list *v1alpha1.ServiceTokenList, secrets map[
 			chk.add("token missing in cloudflare", "%s: token %q not in Cloudflare", key, st.Status.TokenID)
 		} else {
 			accounted[tok.ID] = true
-			if tok.Name != eff.TokenName || tok.Enabled != eff.Enabled || !sameDuration(tok.Duration, eff.Duration) ||
+			if tok.Name != eff.TokenName || tok.Enabled != eff.Enabled || !v1alpha1.SameDuration(tok.Duration, eff.Duration) ||
 				tok.ClientID != st.Status.ClientID {
 				chk.add("token differs from spec", "%s: token %s name/enabled/duration/client ID differ from the spec and status", key, tok.ID)
 			}
@@ -306,15 +318,6 @@ func (r *run) evaluate(chk *check, list *v1alpha1.ServiceTokenList, secrets map[
 			chk.add("stray managed secret", "%s/%s is not the Secret of a live ServiceToken", s.Namespace, s.Name)
 		}
 	}
-}
-
-func sameDuration(a, b string) bool {
-	if a == b {
-		return true
-	}
-	da, errA := time.ParseDuration(a)
-	db, errB := time.ParseDuration(b)
-	return errA == nil && errB == nil && da == db
 }
 
 // checkLeaks looks for every secret the simulator ever issued (and every API

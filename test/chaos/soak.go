@@ -15,25 +15,29 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
 	"github.com/servicetoken-operator/servicetoken-operator/test/harness"
 )
 
-// soak runs churn, Cloudflare faults, leader kills and one API server
-// restart for cfg.Churn, then switches the faults off.
+// soak runs churn, Cloudflare faults (alternating the general mix with
+// stretches of refresh failures), leader kills, SIGTERM rollouts and one API
+// server restart for cfg.Churn, then switches the faults off.
 func (r *run) soak(parent context.Context) error {
-	faults := fmt.Sprintf(`{"rate":%v,"kinds":[],"latency_spike":%q,"retry_after":"1s"}`, r.cfg.FaultRate, r.cfg.LatencySpike.String())
-	if err := r.sim.SetFaults(faults); err != nil {
+	r.faults = &faultPlan{sim: r.sim}
+	if err := r.faults.setPhase(r.mixFaults()); err != nil {
 		return err
 	}
-	r.cfg.Logf("chaos: faults on (rate %v), churn, kills for %s", r.cfg.FaultRate, r.cfg.Churn)
+	r.cfg.Logf("chaos: faults on (rate %v), churn, kills, rollouts for %s", r.cfg.FaultRate, r.cfg.Churn)
 	ctx, cancel := context.WithTimeout(parent, r.cfg.Churn)
 	defer cancel()
 	var wg sync.WaitGroup
 	var apiErr error
-	for _, f := range []func(context.Context){r.churnLoop, r.killLoop, r.supervise, r.scrapeLoop, r.progressLoop} {
+	for _, f := range []func(context.Context){r.churnLoop, r.killLoop, r.supervise, r.scrapeLoop, r.progressLoop,
+		r.faultPhaseLoop, r.rolloutLoop} {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
@@ -51,7 +55,7 @@ func (r *run) soak(parent context.Context) error {
 	if apiErr != nil {
 		return fmt.Errorf("restarting kube-apiserver: %w", apiErr)
 	}
-	if err := r.sim.SetFaults(`{"rate":0,"kinds":[]}`); err != nil {
+	if err := r.faults.off(); err != nil {
 		return err
 	}
 	r.cfg.Logf("chaos: faults off")
@@ -72,22 +76,23 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 func (r *run) progressLoop(ctx context.Context) {
 	for sleepCtx(ctx, 30*time.Second) {
 		r.resMu.Lock()
-		kills, exits, ops := r.res.Kills, r.res.ManagerExits, 0
+		kills, rollouts, exits, ops := r.res.Kills, r.res.SigtermRollouts, r.res.ManagerExits, 0
 		for _, n := range r.res.Operations {
 			ops += n
 		}
 		r.resMu.Unlock()
-		r.cfg.Logf("chaos: %d churn operations, %d leader kills, %d manager exits so far", ops, kills, exits)
+		r.cfg.Logf("chaos: %d churn operations, %d leader kills, %d rollouts, %d manager exits so far", ops, kills, rollouts, exits)
 	}
 }
 
 // leader returns the replica that holds the lease (its current incarnation
-// logged the acquisition), or -1.
+// logged the acquisition), or -1. A replica being rolled out is shutting
+// down: it is nobody's to kill or roll again.
 func (r *run) leader() (int, *harness.Process) {
 	r.mgrMu.Lock()
 	defer r.mgrMu.Unlock()
 	for i, m := range r.managers {
-		if m != nil && !m.Exited() && strings.Contains(m.Output(), leaseMessage) {
+		if m != nil && !r.rollingOut[i] && !m.Exited() && strings.Contains(m.Output(), leaseMessage) {
 			return i, m
 		}
 	}
@@ -107,7 +112,7 @@ func (r *run) killLoop(ctx context.Context) {
 			return
 		}
 		r.mgrMu.Lock()
-		if !r.paused && r.managers[i] == p && !p.Exited() {
+		if !r.paused && !r.rollingOut[i] && r.managers[i] == p && !p.Exited() {
 			p.Kill()
 			r.resMu.Lock()
 			r.res.Kills++
@@ -127,7 +132,7 @@ func (r *run) supervise(ctx context.Context) {
 		r.mgrMu.Lock()
 		if !r.paused {
 			for i, m := range r.managers {
-				if m.Exited() {
+				if m.Exited() && !r.rollingOut[i] { // rollout restarts its own
 					r.resMu.Lock()
 					r.res.ManagerExits++
 					r.resMu.Unlock()
@@ -142,8 +147,10 @@ func (r *run) supervise(ctx context.Context) {
 	// After the soak, keep replicas running for convergence.
 	r.mgrMu.Lock()
 	for i, m := range r.managers {
-		if m.Exited() {
+		if m.Exited() && !r.rollingOut[i] {
+			r.resMu.Lock()
 			r.res.ManagerExits++
+			r.resMu.Unlock()
 			_ = r.startManager(i)
 		}
 	}
@@ -271,6 +278,8 @@ var churnWeights = []struct {
 	weight int
 }{
 	{"delete-servicetoken", 6}, {"rename-token", 7}, {"change-duration", 7}, {"toggle-enabled", 5},
+	// A rotate request also labels the ServiceToken and annotates its Secret
+	// while the rotation runs (editDuringRotation).
 	{"rotate-request", 9}, {"refresh-request", 8}, {"delete-secret", 6}, {"edit-secret", 6},
 	{"delete-token-in-cloudflare", 6}, {"rename-secret", 3},
 }
@@ -384,7 +393,13 @@ func (r *run) do(ctx context.Context, op string, t *tracked) error {
 			st.Annotations = map[string]string{}
 		}
 		st.Annotations[key] = now
-		return patch()
+		if err := patch(); err != nil {
+			return err
+		}
+		if op == "rotate-request" {
+			r.editDuringRotation(ctx, st)
+		}
+		return nil
 	case "rename-secret":
 		if st.Spec.Secret == nil {
 			st.Spec.Secret = &v1alpha1.SecretTemplate{}
@@ -416,7 +431,42 @@ func (r *run) do(ctx context.Context, op string, t *tracked) error {
 		if st.Status.TokenID == "" {
 			return errors.New("no token yet")
 		}
+		// Before deleting: the sampler may see its secrets fail at once.
+		r.cont.noteChurnDeletion(st.Status.TokenID, st.Status.ClientID)
 		return r.sim.DeleteToken(st.Status.TokenID)
 	}
 	return fmt.Errorf("unknown op %s", op)
+}
+
+// chaosEditKey is the label (on ServiceTokens) and annotation (on their
+// Secrets) that editDuringRotation sets, as another tool would.
+const chaosEditKey = "chaos.servicetoken.dev/edited"
+
+// editDuringRotation changes what other tools own while the operator is
+// rotating: a label on the ServiceToken and an annotation on its Secret,
+// shortly after the rotation was requested. Both are merge patches of
+// metadata only (never the Secret's data), as kubectl label/annotate or a
+// reloader would send; the operator's writes must not undo them, nor be
+// undone by them.
+func (r *run) editDuringRotation(ctx context.Context, st *v1alpha1.ServiceToken) {
+	if !sleepCtx(ctx, r.between(100*time.Millisecond, 600*time.Millisecond)) {
+		return
+	}
+	c := r.cp.Client
+	stamp := strconv.FormatInt(time.Now().UnixNano(), 36) // a valid label value
+	patch := client.RawPatch(types.MergePatchType, []byte(fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, chaosEditKey, stamp)))
+	if err := c.Patch(ctx, &v1alpha1.ServiceToken{ObjectMeta: metav1.ObjectMeta{Namespace: st.Namespace, Name: st.Name}}, patch); err != nil {
+		r.churnError()
+	} else {
+		r.count("edit during rotation: label the ServiceToken")
+	}
+	if st.Status.SecretName == "" {
+		return
+	}
+	patch = client.RawPatch(types.MergePatchType, []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, chaosEditKey, stamp)))
+	if err := c.Patch(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: st.Namespace, Name: st.Status.SecretName}}, patch); err != nil {
+		r.churnError()
+	} else {
+		r.count("edit during rotation: annotate the Secret")
+	}
 }

@@ -19,6 +19,7 @@
   - delete
   - get
   - list
+  - patch
   - update
   - watch
 - apiGroups:
@@ -67,6 +68,7 @@
   - delete
   - get
   - list
+  - patch
   - update
   - watch
 - apiGroups:

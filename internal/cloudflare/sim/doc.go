@@ -102,7 +102,9 @@
 // /client/v4 requests with probability Faults.Rate, choosing uniformly among
 // the kinds in Faults.Kinds that apply to the operation (drop-response applies
 // only to create, rotate and delete; a request for which no listed kind
-// applies gets no fault). See faults.go for what each kind does on the wire.
+// applies gets no fault). Faults.Ops, when set, restricts faults to those
+// operations (say, refresh only). See faults.go for what each kind does on
+// the wire.
 //
 // IDs and secrets come from a PRNG seeded with Options.Seed (0 = a random
 // seed), so a non-zero seed makes runs reproducible.

@@ -70,6 +70,11 @@ type Faults struct {
 	LatencySpike time.Duration
 	// RetryAfter is what Fault429 asks the client to wait; zero means 1s.
 	RetryAfter time.Duration
+	// Ops restricts faults to requests of these operations (OpList …
+	// OpRotate); empty means every operation. Requests of other operations
+	// never draw a fault, so a high Rate can target one call ("refresh
+	// fails half the time") without disturbing the rest.
+	Ops []string
 }
 
 func (f Faults) withDefaults() Faults {
@@ -93,11 +98,12 @@ type faultsJSON struct {
 	Kinds        []FaultKind     `json:"kinds"`
 	LatencySpike json.RawMessage `json:"latency_spike,omitempty"`
 	RetryAfter   json.RawMessage `json:"retry_after,omitempty"`
+	Ops          []string        `json:"ops,omitempty"`
 }
 
 // MarshalJSON writes durations as Go duration strings.
 func (f Faults) MarshalJSON() ([]byte, error) {
-	out := faultsJSON{Rate: f.Rate, Kinds: f.Kinds}
+	out := faultsJSON{Rate: f.Rate, Kinds: f.Kinds, Ops: f.Ops}
 	if out.Kinds == nil {
 		out.Kinds = []FaultKind{}
 	}
@@ -128,6 +134,10 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 		}
 		kinds = append(kinds, pk)
 	}
+	ops, err := parseOps(in.Ops)
+	if err != nil {
+		return err
+	}
 	spike, err := jsonDuration(in.LatencySpike)
 	if err != nil {
 		return fmt.Errorf("latency_spike: %w", err)
@@ -136,8 +146,29 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return fmt.Errorf("retry_after: %w", err)
 	}
-	*f = Faults{Rate: in.Rate, Kinds: kinds, LatencySpike: spike, RetryAfter: retry}
+	*f = Faults{Rate: in.Rate, Kinds: kinds, LatencySpike: spike, RetryAfter: retry, Ops: ops}
 	return nil
+}
+
+// faultableOps are the operations Faults.Ops may name: every endpoint's
+// operation (OpUnknown is a routing failure, not a call worth targeting).
+var faultableOps = []string{OpList, OpGet, OpCreate, OpUpdate, OpDelete, OpRefresh, OpRotate}
+
+// parseOps checks operation names, so a typo ("refesh") is an error instead
+// of a fault configuration that silently never fires.
+func parseOps(in []string) ([]string, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make([]string, 0, len(in))
+	for _, op := range in {
+		op = strings.ToLower(strings.TrimSpace(op))
+		if !slices.Contains(faultableOps, op) {
+			return nil, fmt.Errorf("unknown operation %q in ops (want some of %s)", op, strings.Join(faultableOps, ", "))
+		}
+		out = append(out, op)
+	}
+	return out, nil
 }
 
 func jsonDuration(raw json.RawMessage) (time.Duration, error) {
@@ -160,6 +191,9 @@ func (s *Server) drawFault(op string) (FaultKind, Faults) {
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
 	f := s.faults
+	if len(f.Ops) > 0 && !slices.Contains(f.Ops, op) {
+		return "", f // not a targeted operation: no draw, so no fault
+	}
 	if f.Rate <= 0 || s.faultRand.Float64() >= f.Rate {
 		return "", f
 	}

@@ -157,6 +157,46 @@ func TestEveryKindIsDrawnWhenKindsIsEmpty(t *testing.T) {
 	g.Expect(h.sim.Stats().Faults).To(HaveLen(len(AllFaultKinds)))
 }
 
+func TestOpsRestrictFaultsToTheNamedOperations(t *testing.T) {
+	g := NewWithT(t)
+	h := newHarness(t)
+	tok := h.create(`{"name":"seed"}`)
+	h.sim.SetFaults(Faults{Rate: 1, Kinds: []FaultKind{Fault5xx}, Ops: []string{OpRefresh}})
+
+	g.Expect(h.call("POST", acct+"/"+tok.ID+"/refresh", "").status).To(BeElementOf(http.StatusBadGateway, http.StatusServiceUnavailable))
+	g.Expect(h.call("POST", acct+"/"+tok.ID+"/rotate", "").status).To(Equal(http.StatusOK), "rotate is not listed")
+	g.Expect(h.call("GET", acct, "").status).To(Equal(http.StatusOK), "nor list")
+	g.Expect(h.call("GET", acct+"/"+tok.ID, "").status).To(Equal(http.StatusOK), "nor get")
+	g.Expect(h.call("POST", acct, `{"name":"other"}`).status).To(Equal(http.StatusCreated), "nor create")
+	g.Expect(h.call("POST", acct+"/"+tok.ID+"/refresh", "").status).To(BeElementOf(http.StatusBadGateway, http.StatusServiceUnavailable))
+
+	st := h.sim.Stats()
+	g.Expect(st.Faults).To(Equal(map[FaultKind]int{Fault5xx: 2}))
+	g.Expect(st.Count(OpRefresh, http.StatusOK)).To(Equal(0))
+
+	h.sim.SetFaults(Faults{Rate: 1, Kinds: []FaultKind{Fault5xx}})
+	g.Expect(h.call("GET", acct, "").status).To(BeElementOf(http.StatusBadGateway, http.StatusServiceUnavailable), "no ops: every operation")
+}
+
+func TestOpsRoundTripAsJSONAndRejectUnknownNames(t *testing.T) {
+	g := NewWithT(t)
+	var f Faults
+	g.Expect(json.Unmarshal([]byte(`{"rate":0.5,"kinds":["5xx"],"ops":["refresh","Rotate"]}`), &f)).To(Succeed())
+	g.Expect(f.Ops).To(Equal([]string{OpRefresh, OpRotate}))
+	b, err := json.Marshal(f)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(b)).To(ContainSubstring(`"ops":["refresh","rotate"]`))
+	var back Faults
+	g.Expect(json.Unmarshal(b, &back)).To(Succeed())
+	g.Expect(back).To(Equal(f))
+
+	b, err = json.Marshal(Faults{Rate: 0.1})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(b)).NotTo(ContainSubstring("ops"), "empty ops (every operation) is omitted")
+
+	g.Expect(json.Unmarshal([]byte(`{"rate":1,"ops":["refesh"]}`), &f)).To(MatchError(ContainSubstring(`unknown operation "refesh"`)))
+}
+
 func TestFaultsRoundTripAsJSON(t *testing.T) {
 	g := NewWithT(t)
 	var f Faults

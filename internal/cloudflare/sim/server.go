@@ -240,6 +240,7 @@ func (s *Server) CurrentFaults() Faults {
 	defer s.faultMu.Unlock()
 	f := s.faults
 	f.Kinds = slices.Clone(f.Kinds)
+	f.Ops = slices.Clone(f.Ops)
 	return f
 }
 
