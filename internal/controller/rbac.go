@@ -14,7 +14,7 @@ package controller
 // +kubebuilder:rbac:groups=access.servicetoken.dev,resources=servicetokens/finalizers,verbs=update
 // +kubebuilder:rbac:groups=access.servicetoken.dev,resources=cloudflareaccounts;clustercloudflareaccounts,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=access.servicetoken.dev,resources=cloudflareaccounts/status;clustercloudflareaccounts/status,verbs=patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

@@ -75,6 +75,11 @@ const (
 	excuseDeleted      = "servicetoken deleted"
 	excuseChurnDeleted = "token deleted in cloudflare by the churn"
 	excuseDisabled     = "token disabled"
+	// The churn deleted or corrupted the Secret: the operator must rotate at
+	// once to store a credential again, and that rotation takes Cloudflare's
+	// single previous-secret slot from a secret still in its grace.
+	excuseSecretLost = "secret deleted or edited by the churn (recovery rotation)"
+	causeDisplaced   = "a later rotation displaced it (Cloudflare keeps one previous secret)"
 )
 
 // pairKey identifies a handed-out secret. It holds the secret itself, in
@@ -138,6 +143,7 @@ type tracker struct {
 	views        map[types.UID]*stView // the last snapshot
 	lastSnapshot time.Time             // when the last snapshot started
 	churnDeleted map[string]bool       // token IDs and "client:"+client IDs the churn deleted in Cloudflare
+	secretLost   map[types.UID]time.Time // the last time the churn deleted or edited a ServiceToken's Secret
 	sampled      int                   // distinct handed-out pairs seen
 	successors   int                   // replacements under a grace period > 0
 	excused      map[string]int
@@ -146,7 +152,15 @@ type tracker struct {
 
 func newTracker() *tracker {
 	return &tracker{current: map[types.UID]*held{}, replaced: map[pairKey]bool{}, views: map[types.UID]*stView{},
-		churnDeleted: map[string]bool{}, excused: map[string]int{}}
+		churnDeleted: map[string]bool{}, secretLost: map[types.UID]time.Time{}, excused: map[string]int{}}
+}
+
+// noteSecretLost records that the churn deletes or edits a ServiceToken's
+// Secret now (before it does).
+func (t *tracker) noteSecretLost(uid types.UID, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.secretLost[uid] = at
 }
 
 // noteChurnDeletion records a token the churn deletes in Cloudflare, before
@@ -233,6 +247,9 @@ func (t *tracker) judge(p *retiring, failedAt time.Time, tok *harness.SimToken) 
 	defer t.mu.Unlock()
 	deleted := t.churnDeleted[p.tokenID] || t.churnDeleted["client:"+p.clientID]
 	excuse, final, cause := classify(p, t.views[p.uid], tok, deleted, failedAt)
+	if lost, ok := t.secretLost[p.uid]; ok && cause == causeDisplaced && !lost.Before(p.writtenAfter) && !lost.After(failedAt) {
+		excuse, final = excuseSecretLost, true
+	}
 	switch {
 	case excuse != "":
 		if p.excused != excuse {
@@ -273,7 +290,7 @@ func classify(p *retiring, v *stView, tok *harness.SimToken, churnDeleted bool, 
 		return "", false, fmt.Sprintf("Cloudflare kept it as the previous secret only until %s",
 			tok.PreviousClientSecretExpiresAt.UTC().Format(time.RFC3339))
 	default:
-		return "", false, "a later rotation displaced it (Cloudflare keeps one previous secret)"
+		return "", false, causeDisplaced
 	}
 }
 

@@ -206,3 +206,27 @@ func TestOnlyWhatTheOperatorWroteIsAHandedOutSecret(t *testing.T) {
 		t.Fatal("a value edited by hand counts as handed out")
 	}
 }
+
+func TestADisplacementAfterTheChurnLostTheSecretIsExcused(t *testing.T) {
+	tr := newTracker()
+	g := 45 * time.Second
+	tr.observe(t0, testViews(testPair("s1", t0), g))
+	tr.observe(t0.Add(time.Second), testViews(testPair("s2", t0.Add(time.Second)), g))
+	p := tr.retiring[0]
+	tok := &harness.SimToken{ID: "tok-1", ClientID: "cid.access", Enabled: true, ClientSecret: "s4", PreviousClientSecret: "s3"}
+
+	tr.judge(p, t0.Add(5*time.Second), tok) // displaced with no Secret lost: a candidate
+	if len(tr.candidates) != 1 || tr.candidates[0].cause != causeDisplaced {
+		t.Fatalf("candidates %d: a displacement without a cause is a violation candidate", len(tr.candidates))
+	}
+
+	tr = newTracker()
+	tr.observe(t0, testViews(testPair("s1", t0), g))
+	tr.observe(t0.Add(time.Second), testViews(testPair("s2", t0.Add(time.Second)), g))
+	p = tr.retiring[0]
+	tr.noteSecretLost(testUID, t0.Add(3*time.Second)) // the churn deleted the Secret during s1's grace
+	tr.judge(p, t0.Add(5*time.Second), tok)
+	if len(tr.candidates) != 0 || tr.excused[excuseSecretLost] != 1 || !p.done {
+		t.Fatalf("candidates %d, excused %v: the recovery rotation after a lost Secret is excused", len(tr.candidates), tr.excused)
+	}
+}

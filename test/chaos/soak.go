@@ -414,6 +414,7 @@ func (r *run) do(ctx context.Context, op string, t *tracked) error {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: t.ns, Name: st.Status.SecretName}, secret); err != nil {
 			return err
 		}
+		r.cont.noteSecretLost(st.UID, time.Now())
 		if op == "delete-secret" {
 			return c.Delete(ctx, secret)
 		}

@@ -151,12 +151,16 @@ func TestDeployment(t *testing.T) {
 			"kube-api-qps":              "50",
 			"kube-api-burst":            "100",
 			"drift-check-period":        "10m",
+			"graceful-shutdown-timeout": "60s",
 			"metrics-bind-address":      ":8443",
 			"metrics-secure":            "true",
 			"health-probe-bind-address": ":8081",
 			"zap-encoder":               "json",
 			"zap-log-level":             "info",
 		}))
+		// A secret issuance in flight at shutdown gets up to 45s; the manager
+		// waits --graceful-shutdown-timeout for it, and the kubelet must wait longer.
+		g.Expect(*d.Spec.Template.Spec.TerminationGracePeriodSeconds).To(BeNumerically(">", 60))
 		ports := map[string]int32{}
 		for _, p := range c.Ports {
 			ports[p.Name] = p.ContainerPort
@@ -179,6 +183,7 @@ func TestDeployment(t *testing.T) {
 			"leaderElection.namespace=leases",
 			"manager.maxConcurrentReconciles=8", "manager.kubeAPIQPS=12.5", "manager.kubeAPIBurst=30",
 			"manager.defaultAPIURL=http://cfsim.test:8080/client/v4", "manager.driftCheckPeriod=90s",
+			"manager.gracefulShutdownTimeout=2m", "terminationGracePeriodSeconds=150",
 			"manager.logLevel=debug", "metrics.port=9443", "metrics.secure=false", "health.port=9081",
 			"manager.extraArgs={--zap-stacktrace-level=panic}",
 			"image.repository=registry.test/op", "image.tag=v9", "image.pullPolicy=Always",
@@ -198,6 +203,7 @@ func TestDeployment(t *testing.T) {
 			"kube-api-burst":            "30",
 			"default-api-url":           "http://cfsim.test:8080/client/v4",
 			"drift-check-period":        "90s",
+			"graceful-shutdown-timeout": "2m",
 			"metrics-bind-address":      ":9443",
 			"metrics-secure":            "false",
 			"health-probe-bind-address": ":9081",
@@ -206,6 +212,7 @@ func TestDeployment(t *testing.T) {
 			"zap-stacktrace-level":      "panic",
 		}))
 		g.Expect(c.Image).To(Equal("registry.test/op:v9"))
+		g.Expect(*d.Spec.Template.Spec.TerminationGracePeriodSeconds).To(BeEquivalentTo(150))
 		g.Expect(c.ImagePullPolicy).To(Equal(corev1.PullAlways))
 		g.Expect(*d.Spec.Replicas).To(BeEquivalentTo(3))
 		g.Expect(d.Spec.Template.Spec.ServiceAccountName).To(Equal("custom-sa"))

@@ -43,7 +43,8 @@ var used = map[string]map[string]string{
 	"/secrets": {
 		"get":  "credentials Secrets and foreign-Secret conflict checks (uncached reads)",
 		"list": "informer of managed Secrets", "watch": "informer of managed Secrets",
-		"create": "writing the credential", "update": "rewriting the credential after a rotation",
+		"patch":  "server-side apply of the operator's part of a Secret",
+		"create": "server-side apply that creates the Secret",
 		"delete": "removing the old Secret after spec.secret.name changed",
 	},
 	"/namespaces":                               {"get": "ClusterCloudflareAccount namespaceSelector", "list": "informer", "watch": "informer"},
@@ -174,7 +175,7 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 			}
 		}
 	}
-	for _, need := range []string{"/secrets:create", "/secrets:get", "access.servicetoken.dev/servicetokens/status:patch",
+	for _, need := range []string{"/secrets:create", "/secrets:patch", "/secrets:get", "access.servicetoken.dev/servicetokens/status:patch",
 		"access.servicetoken.dev/servicetokens:patch", "access.servicetoken.dev/servicetokens/finalizers:update", "events.k8s.io/events:create"} {
 		if !manager[need] {
 			t.Errorf("manager-role lacks %s, which the controllers use", need)

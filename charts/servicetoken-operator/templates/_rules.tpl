@@ -20,7 +20,6 @@
   - get
   - list
   - patch
-  - update
   - watch
 - apiGroups:
   - ""
@@ -69,7 +68,6 @@
   - get
   - list
   - patch
-  - update
   - watch
 - apiGroups:
   - ""
