@@ -72,7 +72,7 @@ func (r *AccountReconciler) check(ctx context.Context, acc *account) (*metav1.Co
 	}
 	cfg, err := r.Accounts.config(ctx, acc)
 	if err != nil {
-		if ae, ok := asAccountError(err); ok {
+		if ae, ok := asCause(err); ok {
 			return notReady(ae.Reason, ae.Message), recheck, nil
 		}
 		return nil, ctrl.Result{}, err

@@ -33,14 +33,16 @@ type account struct {
 
 func accountKey(kind, namespace, name string) string { return kind + "/" + namespace + "/" + name }
 
-// accountError is why a ServiceToken cannot use its account (yet).
-type accountError struct {
+// causeError is a cause retrying cannot fix: terminal (Stalled until a person
+// changes the object, its account or its Secret) or waiting (for an account
+// to appear or become Ready; its watch wakes the ServiceToken).
+type causeError struct {
 	Reason   string
 	Message  string
 	Terminal bool // waits for a change to the account or its Secret, not a retry
 }
 
-func (e *accountError) Error() string { return e.Message }
+func (e *causeError) Error() string { return e.Message }
 
 // Accounts resolves account objects and builds their Cloudflare clients.
 type Accounts struct {
@@ -123,7 +125,7 @@ func (a *Accounts) config(ctx context.Context, acc *account) (cf.AccountConfig, 
 	secret := &corev1.Secret{}
 	if err := a.APIReader.Get(ctx, acc.SecretRef, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return cf.AccountConfig{}, &accountError{Reason: v1alpha1.ReasonCredentialsMissing, Terminal: true,
+			return cf.AccountConfig{}, &causeError{Reason: v1alpha1.ReasonCredentialsMissing, Terminal: true,
 				Message: fmt.Sprintf("credentials Secret %s not found", acc.SecretRef)}
 		}
 		return cf.AccountConfig{}, fmt.Errorf("reading credentials Secret %s: %w", acc.SecretRef, err)
@@ -134,11 +136,11 @@ func (a *Accounts) config(ctx context.Context, acc *account) (cf.AccountConfig, 
 	value := func(key string) (string, error) {
 		v := string(secret.Data[key])
 		if v == "" {
-			return "", &accountError{Reason: v1alpha1.ReasonCredentialsMissing, Terminal: true,
+			return "", &causeError{Reason: v1alpha1.ReasonCredentialsMissing, Terminal: true,
 				Message: fmt.Sprintf("credentials Secret %s has no key %q (or it is empty)", acc.SecretRef, key)}
 		}
 		if len(v) > 4096 || containsControl(v) {
-			return "", &accountError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true,
+			return "", &causeError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true,
 				Message: fmt.Sprintf("credentials Secret %s key %q does not hold a usable credential", acc.SecretRef, key)}
 		}
 		return v, nil
@@ -172,11 +174,11 @@ type resolved struct {
 }
 
 // Resolve finds a ServiceToken's account, checks it may be used, and returns
-// its client. Errors are *accountError for anything a person must fix.
+// its client. Errors are *causeError for anything a person must fix.
 func (a *Accounts) Resolve(ctx context.Context, st *v1alpha1.ServiceToken, kind string) (*resolved, error) {
 	acc, err := a.get(ctx, kind, st.Namespace, st.Spec.AccountRef.Name)
 	if apierrors.IsNotFound(err) {
-		return nil, &accountError{Reason: v1alpha1.ReasonAccountNotFound,
+		return nil, &causeError{Reason: v1alpha1.ReasonAccountNotFound,
 			Message: fmt.Sprintf("%s %q not found; create it (spec.accountRef is immutable: to use another account, recreate the ServiceToken)", kind, st.Spec.AccountRef.Name)}
 	}
 	if err != nil {
@@ -188,7 +190,7 @@ func (a *Accounts) Resolve(ctx context.Context, st *v1alpha1.ServiceToken, kind 
 			return nil, err
 		}
 		if !ok {
-			return nil, &accountError{Reason: v1alpha1.ReasonAccountNotAllowed, Terminal: true,
+			return nil, &causeError{Reason: v1alpha1.ReasonAccountNotAllowed, Terminal: true,
 				Message: fmt.Sprintf("ClusterCloudflareAccount %q does not allow namespace %q (spec.namespaceSelector)", acc.Object.GetName(), st.Namespace)}
 		}
 	}
@@ -197,7 +199,7 @@ func (a *Accounts) Resolve(ctx context.Context, st *v1alpha1.ServiceToken, kind 
 		if c != nil {
 			msg += ": " + c.Message
 		}
-		return nil, &accountError{Reason: v1alpha1.ReasonAccountNotReady, Message: msg}
+		return nil, &causeError{Reason: v1alpha1.ReasonAccountNotReady, Message: msg}
 	}
 	scope := cf.Scope{AccountID: acc.Settings.AccountID, ZoneID: st.Spec.ZoneID}
 	// The account controller reads the credentials Secret and keeps the
@@ -213,7 +215,7 @@ func (a *Accounts) Resolve(ctx context.Context, st *v1alpha1.ServiceToken, kind 
 	}
 	c, err := a.Factory.ClientFor(cfg)
 	if err != nil {
-		return nil, &accountError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true, Message: err.Error()}
+		return nil, &causeError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true, Message: err.Error()}
 	}
 	c, _ = a.wrap(c, true)
 	a.rereadDone(acc.Key)
@@ -223,7 +225,7 @@ func (a *Accounts) Resolve(ctx context.Context, st *v1alpha1.ServiceToken, kind 
 func (a *Accounts) namespaceAllowed(ctx context.Context, sel *metav1.LabelSelector, namespace string) (bool, error) {
 	s, err := metav1.LabelSelectorAsSelector(sel)
 	if err != nil {
-		return false, &accountError{Reason: v1alpha1.ReasonAccountNotAllowed, Terminal: true,
+		return false, &causeError{Reason: v1alpha1.ReasonAccountNotAllowed, Terminal: true,
 			Message: fmt.Sprintf("invalid namespaceSelector: %v", err)}
 	}
 	if s.Empty() {
@@ -245,7 +247,7 @@ func (a *Accounts) namespaceAllowed(ctx context.Context, sel *metav1.LabelSelect
 func (a *Accounts) ResolveForDeletion(ctx context.Context, st *v1alpha1.ServiceToken, kind string) (*resolved, error) {
 	acc, err := a.get(ctx, kind, st.Namespace, st.Spec.AccountRef.Name)
 	if apierrors.IsNotFound(err) {
-		return nil, &accountError{Reason: v1alpha1.ReasonAccountNotFound,
+		return nil, &causeError{Reason: v1alpha1.ReasonAccountNotFound,
 			Message: fmt.Sprintf("%s %q not found, so its token cannot be deleted", kind, st.Spec.AccountRef.Name)}
 	}
 	if err != nil {
@@ -261,15 +263,15 @@ func (a *Accounts) ResolveForDeletion(ctx context.Context, st *v1alpha1.ServiceT
 	}
 	c, err := a.Factory.ClientFor(cfg)
 	if err != nil {
-		return nil, &accountError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true, Message: err.Error()}
+		return nil, &causeError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true, Message: err.Error()}
 	}
 	c, _ = a.wrap(c, true)
 	return &resolved{Account: acc, Client: c, Scope: scope}, nil
 }
 
-// asAccountError unwraps an *accountError.
-func asAccountError(err error) (*accountError, bool) {
-	var ae *accountError
+// asCause unwraps an *causeError.
+func asCause(err error) (*causeError, bool) {
+	var ae *causeError
 	ok := errors.As(err, &ae)
 	return ae, ok
 }

@@ -23,8 +23,8 @@ func TestClassify(t *testing.T) {
 	}{
 		"success":                     {nil, "ok", "", 0},
 		"a conflicting Secret stalls": {terminal(v1alpha1.ReasonSecretConflict, "x"), "terminal", v1alpha1.ReasonSecretConflict, 0},
-		"a missing account waits for the account watch":    {&accountError{Reason: v1alpha1.ReasonAccountNotFound}, "wait", v1alpha1.ReasonAccountNotFound, time.Minute},
-		"a namespace the account excludes stalls":          {&accountError{Reason: v1alpha1.ReasonAccountNotAllowed, Terminal: true}, "terminal", v1alpha1.ReasonAccountNotAllowed, 0},
+		"a missing account waits for the account watch":    {&causeError{Reason: v1alpha1.ReasonAccountNotFound}, "wait", v1alpha1.ReasonAccountNotFound, time.Minute},
+		"a namespace the account excludes stalls":          {&causeError{Reason: v1alpha1.ReasonAccountNotAllowed, Terminal: true}, "terminal", v1alpha1.ReasonAccountNotAllowed, 0},
 		"rejected credentials stall":                       {&cf.Error{Kind: cf.KindAuth}, "terminal", v1alpha1.ReasonUnauthorized, 0},
 		"a rejected request stalls until the spec changes": {&cf.Error{Kind: cf.KindInvalid}, "terminal", v1alpha1.ReasonInvalidSpec, 0},
 		"rate limiting waits as long as asked":             {&cf.Error{Kind: cf.KindRateLimited, RetryAfter: 42 * time.Second}, "wait", v1alpha1.ReasonRateLimited, 42 * time.Second},

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -58,17 +57,10 @@ func newScope(st *v1alpha1.ServiceToken, now time.Time) *scope {
 
 func (s *scope) ref() string { return s.st.Namespace + "/" + s.st.Name }
 
-// terminalError is a problem only a person can fix: Stalled=True, no retry
+// terminal is a problem only a person can fix: Stalled=True, no retry
 // until the object, its account or its Secret change.
-type terminalError struct {
-	Reason  string
-	Message string
-}
-
-func (e *terminalError) Error() string { return e.Message }
-
 func terminal(reason, format string, args ...any) error {
-	return &terminalError{Reason: reason, Message: fmt.Sprintf(format, args...)}
+	return &causeError{Reason: reason, Message: fmt.Sprintf(format, args...), Terminal: true}
 }
 
 // outcomeKind is what a reconcile does next.
@@ -93,11 +85,7 @@ func classify(err error, opts Options, failures int32) outcome {
 	if err == nil {
 		return outcome{kind: outcomeOK}
 	}
-	var te *terminalError
-	if errors.As(err, &te) {
-		return outcome{kind: outcomeTerminal, reason: te.Reason, message: te.Message}
-	}
-	if ae, ok := asAccountError(err); ok {
+	if ae, ok := asCause(err); ok {
 		if ae.Terminal {
 			return outcome{kind: outcomeTerminal, reason: ae.Reason, message: ae.Message}
 		}

@@ -140,12 +140,12 @@ type tracker struct {
 	current      map[types.UID]*held // the pair each ServiceToken's Secret holds now
 	replaced     map[pairKey]bool    // pairs that had a successor (a stale copy is not "new")
 	retiring     []*retiring
-	views        map[types.UID]*stView // the last snapshot
-	lastSnapshot time.Time             // when the last snapshot started
-	churnDeleted map[string]bool       // token IDs and "client:"+client IDs the churn deleted in Cloudflare
+	views        map[types.UID]*stView   // the last snapshot
+	lastSnapshot time.Time               // when the last snapshot started
+	churnDeleted map[string]bool         // token IDs and "client:"+client IDs the churn deleted in Cloudflare
 	secretLost   map[types.UID]time.Time // the last time the churn deleted or edited a ServiceToken's Secret
-	sampled      int                   // distinct handed-out pairs seen
-	successors   int                   // replacements under a grace period > 0
+	sampled      int                     // distinct handed-out pairs seen
+	successors   int                     // replacements under a grace period > 0
 	excused      map[string]int
 	candidates   []*candidate
 }
