@@ -80,6 +80,7 @@ func (r *ServiceTokenReconciler) issue(ctx context.Context, s *scope, op *v1alph
 		s.st.Status.PendingOperation = nil // nothing was called
 		return cf.Credentials{}, fmt.Errorf("recording pending %s: %w", op.Type, err)
 	}
+	known := s.token
 	creds, err := call(ctx, op)
 	if err != nil {
 		if cf.KindOf(err) != cf.KindOutcomeUnknown {
@@ -87,12 +88,14 @@ func (r *ServiceTokenReconciler) issue(ctx context.Context, s *scope, op *v1alph
 		}
 		return cf.Credentials{}, err
 	}
+	creds.Token = withKnown(creds.Token, known, s.eff)
 	s.token = &creds.Token
 	if err := r.storeCredentials(ctx, s, creds, op.ID); err != nil {
 		return cf.Credentials{}, err // pending stays: the next reconcile settles it by ID
 	}
 	s.st.Status.PendingOperation = nil
-	ctrl.LoggerFrom(ctx).Info("issued a secret", "operation", op.Type, "operationID", op.ID, "tokenID", creds.ID, "secret", s.eff.SecretName)
+	ctrl.LoggerFrom(ctx).Info("issued a secret", "operation", op.Type, "operationID", op.ID, "tokenID", creds.ID,
+		"secret", s.eff.SecretName, "why", s.why, "previousSecretExpiresAt", timeOf(op.PreviousSecretExpiresAt))
 	return creds, nil
 }
 
@@ -243,4 +246,37 @@ func (r *ServiceTokenReconciler) announceLostRotation(s *scope, tokenID string) 
 	r.event(s, corev1.EventTypeWarning, v1alpha1.ReasonRotationLost, "Rotate",
 		"a rotation of token %s was committed by Cloudflare but its response was lost; Cloudflare keeps one previous secret, "+
 			"so the new rotation revoked the secret workloads held before its grace period ended (see docs/renewal.md)", tokenID)
+}
+
+// withKnown fills in what a create or rotate response leaves out: the
+// responses Cloudflare documents for both carry no expires_at. A rotate keeps
+// the token's expiry; a new token expires created_at + duration (until a list
+// reports Cloudflare's own value). Without this, a rotated token would look
+// like one that never expires, and never be renewed.
+func withKnown(got cf.Token, known *cf.Token, eff v1alpha1.Effective) cf.Token {
+	if known != nil && known.ID == got.ID {
+		if got.ExpiresAt.IsZero() {
+			got.ExpiresAt = known.ExpiresAt
+		}
+		if got.CreatedAt.IsZero() {
+			got.CreatedAt = known.CreatedAt
+		}
+		if got.Duration == "" {
+			got.Duration = known.Duration
+		}
+		if got.Name == "" {
+			got.Name = known.Name
+		}
+		return got
+	}
+	if got.ExpiresAt.IsZero() && !eff.Forever && !got.CreatedAt.IsZero() {
+		got.ExpiresAt = got.CreatedAt.Add(eff.DurationValue)
+	}
+	if got.Duration == "" {
+		got.Duration = eff.Duration
+	}
+	if got.Name == "" {
+		got.Name = eff.TokenName
+	}
+	return got
 }

@@ -186,6 +186,10 @@ func (r *ServiceTokenReconciler) renew(ctx context.Context, s *scope) error {
 				"Secret %s is missing or no longer holds the credential of token %s; issuing a new secret (the old one can't be read back)",
 				s.eff.SecretName, s.token.ID)
 		}
+		s.why = "the Secret does not hold the token's credential"
+		if s.rotationLost {
+			s.why = "recovering a lost rotate response"
+		}
 		if err := r.rotate(ctx, s); err != nil {
 			return err
 		}
@@ -194,6 +198,7 @@ func (r *ServiceTokenReconciler) renew(ctx context.Context, s *scope) error {
 		s.note = fmt.Sprintf("a rotation is due but waits until %s, when the previous secret's grace period ends "+
 			"(Cloudflare keeps one previous secret: rotating now would revoke it early)", formatTime(graceUntil))
 	case wanted:
+		s.why = rotationCause(requested, renewalRotates)
 		if err := r.rotate(ctx, s); err != nil {
 			return err
 		}
@@ -212,6 +217,16 @@ func (r *ServiceTokenReconciler) renew(ctx context.Context, s *scope) error {
 	st.Status.LastHandledRefreshRequest = refreshReq
 	r.recordSchedule(s)
 	return nil
+}
+
+func rotationCause(requested, renewal bool) string {
+	switch {
+	case requested:
+		return "rotation requested by annotation"
+	case renewal:
+		return "renewal (renewal.action Rotate)"
+	}
+	return "rotation.every"
 }
 
 // graceRunning returns when the previous secret's grace period ends, if it

@@ -38,6 +38,7 @@ type scope struct {
 	// rotationLost: a rotate committed at Cloudflare but its secret was lost;
 	// the recovery rotation revokes the secret workloads hold.
 	rotationLost bool
+	why string // why this reconcile issues a secret, for the log
 	// deferredUntil: a rotation waits for the previous secret's grace to end.
 	deferredUntil time.Time
 	// movedFrom is our Secret under its previous name, when spec.secret.name changed.
@@ -113,6 +114,19 @@ func classify(err error, opts Options, failures int32) outcome {
 
 // stalledRecheck is how often a Stalled object looks again on its own.
 const stalledRecheck = 10 * time.Minute
+
+// retryWait is the backoff after failures, shortened as the token's expiry
+// nears so that a failing renewal still gets several tries before it.
+func (r *ServiceTokenReconciler) retryWait(s *scope, failures int32) time.Duration {
+	return schedule.BeforeExpiry(backoff(failures, r.Options), s.now, expiryOf(s.st), time.Second)
+}
+
+func expiryOf(st *v1alpha1.ServiceToken) time.Time {
+	if st.Status.ExpiresAt == nil {
+		return time.Time{}
+	}
+	return st.Status.ExpiresAt.Time
+}
 
 func backoff(failures int32, opts Options) time.Duration {
 	o := opts.withDefaults()
@@ -192,7 +206,7 @@ func (r *ServiceTokenReconciler) applyOutcome(s *scope, out outcome) ctrl.Result
 		st.Status.ObservedGeneration = st.Generation // acted on, still working (Reconciling=True)
 		st.Status.FailedAttempts++
 		st.Status.LastFailureTime = &metav1.Time{Time: s.now}
-		return ctrl.Result{RequeueAfter: out.after}
+		return ctrl.Result{RequeueAfter: schedule.BeforeExpiry(out.after, s.now, expiryOf(st), time.Second)}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
 )
 
 var testOwner = metav1.OwnerReference{APIVersion: "access.servicetoken.dev/v1alpha1", Kind: "ServiceToken", Name: "st", UID: "uid-1"}
@@ -106,6 +107,43 @@ func TestUpToDateComparesOnlyTheOperatorsPart(t *testing.T) {
 				tc.change(&c)
 			}
 			g.Expect(upToDate(s, c)).To(Equal(tc.upToDate))
+		})
+	}
+}
+
+func TestWithKnownFillsWhatCreateAndRotateResponsesLeaveOut(t *testing.T) {
+	created := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	eff := v1alpha1.Effective{TokenName: "ns/st", Duration: "720h", DurationValue: 720 * time.Hour}
+	known := &cf.Token{ID: "tok", Name: "ns/st", Duration: "720h", CreatedAt: created, ExpiresAt: created.Add(720 * time.Hour)}
+	for name, tc := range map[string]struct {
+		got   cf.Token
+		known *cf.Token
+		eff   v1alpha1.Effective
+		want  cf.Token
+	}{
+		"a rotate response without expires_at keeps the token's expiry": {
+			got: cf.Token{ID: "tok", ClientID: "c"}, known: known, eff: eff,
+			want: cf.Token{ID: "tok", ClientID: "c", Name: "ns/st", Duration: "720h", CreatedAt: created, ExpiresAt: created.Add(720 * time.Hour)},
+		},
+		"a response's own expiry wins": {
+			got: cf.Token{ID: "tok", Name: "ns/st", Duration: "720h", ExpiresAt: created.Add(time.Hour)}, known: known, eff: eff,
+			want: cf.Token{ID: "tok", Name: "ns/st", Duration: "720h", CreatedAt: created, ExpiresAt: created.Add(time.Hour)},
+		},
+		"a create response without expires_at expires created_at + duration": {
+			got: cf.Token{ID: "new", CreatedAt: created}, known: known, eff: eff,
+			want: cf.Token{ID: "new", Name: "ns/st", Duration: "720h", CreatedAt: created, ExpiresAt: created.Add(720 * time.Hour)},
+		},
+		"a forever token has no expiry": {
+			got: cf.Token{ID: "new", CreatedAt: created}, eff: v1alpha1.Effective{TokenName: "x", Duration: "forever", Forever: true},
+			want: cf.Token{ID: "new", Name: "x", Duration: "forever", CreatedAt: created},
+		},
+		"without created_at nothing is guessed": {
+			got: cf.Token{ID: "new"}, eff: eff,
+			want: cf.Token{ID: "new", Name: "ns/st", Duration: "720h"},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			NewWithT(t).Expect(withKnown(tc.got, tc.known, tc.eff)).To(Equal(tc.want))
 		})
 	}
 }

@@ -146,7 +146,7 @@ func (r *ServiceTokenReconciler) backingOff(s *scope) (time.Duration, bool) {
 		!st.DeletionTimestamp.IsZero() {
 		return 0, false
 	}
-	retryAt := st.Status.LastFailureTime.Add(backoff(st.Status.FailedAttempts, r.Options))
+	retryAt := st.Status.LastFailureTime.Add(r.retryWait(s, st.Status.FailedAttempts))
 	if wait := retryAt.Sub(s.now); wait > 0 {
 		return wait, true
 	}

@@ -50,6 +50,16 @@ func Backoff(failures int32, base, max time.Duration) time.Duration {
 	return d
 }
 
+// BeforeExpiry caps a retry wait so that a failing token still gets several
+// tries before it expires: at most a quarter of the time left (but not less
+// than floor). A token with no expiry, or already expired, keeps wait.
+func BeforeExpiry(wait time.Duration, now, expiresAt time.Time, floor time.Duration) time.Duration {
+	if expiresAt.IsZero() || !now.Before(expiresAt) {
+		return wait
+	}
+	return min(wait, max(expiresAt.Sub(now)/4, floor))
+}
+
 // RetryAt is when a failing object may be retried: its last failure plus the
 // backoff for its failure count. Persisted in status, it survives restarts.
 func RetryAt(lastFailure time.Time, failures int32, base, max time.Duration) time.Time {

@@ -86,3 +86,24 @@ func TestNext(t *testing.T) {
 		})
 	}
 }
+
+func TestBeforeExpiry(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name      string
+		wait      time.Duration
+		expiresAt time.Time
+		want      time.Duration
+	}{
+		{"far from expiry the backoff stands", 5 * time.Minute, now.Add(240 * time.Hour), 5 * time.Minute},
+		{"near expiry a quarter of what is left", 5 * time.Minute, now.Add(40 * time.Second), 10 * time.Second},
+		{"never longer than the backoff", 2 * time.Second, now.Add(40 * time.Second), 2 * time.Second},
+		{"at least the floor", time.Minute, now.Add(2 * time.Second), time.Second},
+		{"no expiry", time.Minute, time.Time{}, time.Minute},
+		{"already expired", time.Minute, now.Add(-time.Second), time.Minute},
+	} {
+		if got := BeforeExpiry(tc.wait, now, tc.expiresAt, time.Second); got != tc.want {
+			t.Errorf("%s: BeforeExpiry = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

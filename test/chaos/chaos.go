@@ -115,8 +115,12 @@ type Results struct {
 	SuccessorEvents       int            `json:"successor_events"`
 	ContinuityExcused     map[string]int `json:"continuity_excused"`
 	LostRotateRevocations int            `json:"lost_rotate_revocations"`
-	Violations            map[string]int `json:"violations"`
-	ViolationDetails      []string       `json:"violation_details,omitempty"`
+	// ExpiredDuringGrace counts held secrets that stopped working because
+	// their token expired (a late renewal), not because they were revoked.
+	ExpiredDuringGrace int            `json:"expired_during_grace"`
+	ExpiryDetails      []string       `json:"expiry_details,omitempty"`
+	Violations         map[string]int `json:"violations"`
+	ViolationDetails   []string       `json:"violation_details,omitempty"`
 }
 
 // TotalViolations sums Violations.
@@ -173,6 +177,7 @@ func (r *Results) Table() string {
 		row("  excused: "+k, r.ContinuityExcused[k])
 	}
 	row("  revoked early by a lost rotate (Cloudflare)", r.LostRotateRevocations)
+	row("  lost with their token's expiry (renewal late)", r.ExpiredDuringGrace)
 	sep("invariant violations (must be 0)")
 	for _, k := range sortedKeys(r.Violations) {
 		row("  "+k, r.Violations[k])

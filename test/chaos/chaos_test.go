@@ -28,6 +28,9 @@ func TestChaos(t *testing.T) {
 		for _, d := range res.ViolationDetails {
 			t.Log("violation:", d)
 		}
+		for _, d := range res.ExpiryDetails {
+			t.Log("expired (renewal late):", d)
+		}
 		out := *shortOut
 		if !filepath.IsAbs(out) {
 			out = filepath.Join(t.TempDir(), out)

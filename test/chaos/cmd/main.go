@@ -35,6 +35,9 @@ func main() {
 		for _, d := range res.ViolationDetails {
 			fmt.Println("violation:", d)
 		}
+		for _, d := range res.ExpiryDetails {
+			fmt.Println("expired (renewal late):", d)
+		}
 		if werr := res.WriteJSON(*out); werr != nil {
 			fmt.Fprintln(os.Stderr, "chaos: writing results:", werr)
 		} else {
