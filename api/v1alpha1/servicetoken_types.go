@@ -257,6 +257,12 @@ type PendingOperation struct {
 	// survives a lost status write.
 	// +optional
 	PreviousSecretExpiresAt *metav1.Time `json:"previousSecretExpiresAt,omitempty"`
+	// rotateRequest is the access.servicetoken.dev/rotate-requested-at
+	// value this operation answers, echoed into
+	// status.lastHandledRotateRequest when it is settled after a lost status
+	// write (so one request never rotates twice).
+	// +optional
+	RotateRequest string `json:"rotateRequest,omitempty"`
 	// startedAt is when the operation was recorded.
 	StartedAt metav1.Time `json:"startedAt"`
 }

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
 )
 
 // callsOn counts the simulator's requests of one operation on one token.
@@ -245,6 +246,41 @@ var _ = Describe("Secret continuity", func() {
 		Expect(st.Status.LastRotationLostTime).NotTo(BeNil())
 		Expect(op.events.reasons(st)).To(ContainElement(v1alpha1.ReasonRotationLost))
 		Expect(op.counters.lostRotations()).To(BeNumerically(">=", 1))
+	})
+
+	It("keeps recovering a lost rotate when the recovery rotation itself fails", func() {
+		st, _ := rotating("lost-then-failed")
+		clk.Step(time.Second)
+		op.hooks.afterRotate = func() error {
+			op.hooks.mu.Lock()
+			op.hooks.beforeRotate = func() error { // the recovery's first try fails outright
+				return &cf.Error{Kind: cf.KindTransient, Op: "rotate", HTTPStatus: 503, Message: "injected by test"}
+			}
+			op.hooks.mu.Unlock()
+			return lostResponse()
+		}
+		st = requestRotation(st, "lost-twice")
+		Expect(st.Status.LastRotationLostTime).NotTo(BeNil(), "the lost rotation was not forgotten when its recovery failed")
+		Expect(callsOn("rotate", st.Status.TokenID)).To(Equal(2))
+		Expect(credentialOf(st).works()).To(BeTrue())
+	})
+
+	It("still refreshes a rotating renewal whose rotation is blocked, so the held secret does not expire", func() {
+		st, held := rotating("blocked-renewal", func(st *v1alpha1.ServiceToken) {
+			st.Spec.Duration = "30h"
+			st.Spec.Renewal = &v1alpha1.Renewal{Before: "10h", Action: v1alpha1.RenewalRotate}
+		})
+		patchSecret(st, func(s *corev1.Secret) { s.Immutable = ptr(true) })
+		st = waitReady(st)
+		expires := st.Status.ExpiresAt.Time
+		clk.Step(st.Status.RenewalTime.Sub(clk.Now()) + time.Second)
+		poke(st)
+		st = waitFor(st, "SecretNotWritable", hasReason(v1alpha1.ConditionStalled, v1alpha1.ReasonSecretNotWritable))
+		Expect(callsOn("rotate", st.Status.TokenID)).To(Equal(0))
+		tok, _ := simToken(st.Status.TokenID)
+		Expect(tok.ExpiresAt).To(BeTemporally(">", expires), "the expiry was extended although the rotation could not be made")
+		clk.Step(expires.Sub(clk.Now()) + time.Minute)
+		Expect(held.works()).To(BeTrue(), "past the old expiry the held secret still works")
 	})
 
 	It("keeps the held secret's grace when a rotate failed before Cloudflare committed it", func() {

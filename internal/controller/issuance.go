@@ -9,7 +9,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
@@ -67,6 +69,9 @@ func (r *ServiceTokenReconciler) issue(ctx context.Context, s *scope, op *v1alph
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), IssuanceTimeout)
 	defer cancel()
 	s.persist = true
+	// A recovery keeps the entry it recovers from until it succeeds: if this
+	// call certainly issues nothing, that entry is what status must keep.
+	prior := s.st.Status.PendingOperation
 	op.ID, op.StartedAt = newOperationID(), metav1.Time{Time: s.now}
 	op.PreviousSecretExpiresAt = nil
 	if grace > 0 {
@@ -77,20 +82,21 @@ func (r *ServiceTokenReconciler) issue(ctx context.Context, s *scope, op *v1alph
 	}
 	s.st.Status.PendingOperation = op.DeepCopy()
 	if err := r.patchStatus(ctx, s); err != nil {
-		s.st.Status.PendingOperation = nil // nothing was called
+		s.st.Status.PendingOperation = prior // nothing was called
 		return cf.Credentials{}, fmt.Errorf("recording pending %s: %w", op.Type, err)
 	}
 	known := s.token
 	creds, err := call(ctx, op)
 	if err != nil {
 		if cf.KindOf(err) != cf.KindOutcomeUnknown {
-			s.st.Status.PendingOperation = nil // certainly nothing issued
+			s.st.Status.PendingOperation = prior // certainly nothing issued
 		}
 		return cf.Credentials{}, err
 	}
 	creds.Token = withKnown(creds.Token, known, s.eff)
 	s.token = &creds.Token
 	if err := r.storeCredentials(ctx, s, creds, op.ID); err != nil {
+		s.secretOK = false           // the held secret may now be "previous"
 		return cf.Credentials{}, err // pending stays: the next reconcile settles it by ID
 	}
 	s.st.Status.PendingOperation = nil
@@ -105,16 +111,58 @@ func (r *ServiceTokenReconciler) issue(ctx context.Context, s *scope, op *v1alph
 func (r *ServiceTokenReconciler) settlePending(ctx context.Context, s *scope, p *v1alpha1.PendingOperation) error {
 	s.persist = true
 	s.st.Status.PendingOperation = nil
-	stored := p.ID != "" && s.heldOK && s.held.OperationID == p.ID
+	stored, err := r.storedBy(ctx, s, p)
+	if err != nil {
+		s.st.Status.PendingOperation = p
+		return err
+	}
+	if stored && p.RotateRequest != "" {
+		s.st.Status.LastHandledRotateRequest = p.RotateRequest
+	}
 	switch p.Type {
 	case v1alpha1.OperationRotate:
 		r.settleRotate(s, p, stored)
 		return nil
 	case v1alpha1.OperationReplace:
-		return r.settleReplace(ctx, s, p, stored)
+		err = r.settleReplace(ctx, s, p, stored)
 	default:
-		return r.settleCreate(ctx, s, p, stored)
+		err = r.settleCreate(ctx, s, p, stored)
 	}
+	if err != nil {
+		s.st.Status.PendingOperation = p // settle again: nothing may leak
+	}
+	return err
+}
+
+// storedBy reports whether the Secret holds the credential operation p
+// issued. A "no" from the cache is checked against the API server: the
+// cache may not have seen the write yet, and acting on "not stored" revokes
+// or deletes what the Secret holds.
+func (r *ServiceTokenReconciler) storedBy(ctx context.Context, s *scope, p *v1alpha1.PendingOperation) (bool, error) {
+	if p.ID == "" {
+		return false, nil // a journal entry from before operation IDs
+	}
+	if s.heldOK && s.held.OperationID == p.ID {
+		return true, nil
+	}
+	live := &corev1.Secret{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: s.st.Namespace, Name: s.eff.SecretName}, live)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading Secret %s to settle an interrupted %s: %w", s.eff.SecretName, p.Type, err)
+	}
+	if !metav1.IsControlledBy(live, s.st) {
+		return false, nil
+	}
+	held, ok := readCredential(live, keysOf(s.eff))
+	if !ok || held.OperationID != p.ID {
+		return false, nil
+	}
+	s.secret, s.held, s.heldOK = live, held, true
+	s.secretOK = s.holdsCurrent()
+	return true, nil
 }
 
 // settleRotate: stored, the rotation is complete. Not stored, the token's
@@ -136,9 +184,12 @@ func (r *ServiceTokenReconciler) settleRotate(s *scope, p *v1alpha1.PendingOpera
 		return // the rotate never happened: the held secret is still the current one
 	}
 	// It happened (updated_at moved), or we cannot tell: either way the held
-	// secret may now be "previous", and only a new rotation gets a secret we hold.
+	// secret may now be "previous", and only a new rotation gets a secret we
+	// hold. The entry stays until that rotation succeeds: if it fails, the
+	// next reconcile must not take the held secret for a working one.
 	s.secretOK = false
 	s.rotationLost = err == nil && !s.token.UpdatedAt.IsZero()
+	s.st.Status.PendingOperation = p
 }
 
 // settleReplace: stored, the replacement is the token now and the original

@@ -54,6 +54,18 @@ func (r *ServiceTokenReconciler) observeToken(ctx context.Context, s *scope) err
 			r.Inventory.Track(id, types.NamespacedName{Namespace: s.st.Namespace, Name: s.st.Name})
 		}
 	}
+	if pending != nil && pending.Type == v1alpha1.OperationRotate && s.token != nil {
+		// A GET made now, not a shared list that may have started before
+		// the rotate committed: its updated_at decides what the rotate did.
+		t, err := s.acct.Client.Get(ctx, s.acct.Scope, s.token.ID)
+		switch {
+		case err == nil:
+			s.token = &t
+			r.Inventory.Put(s.acct.Account.Key, s.acct.Scope, t)
+		case !cf.IsNotFound(err):
+			return fmt.Errorf("reading token %s to settle an interrupted rotation: %w", s.token.ID, err)
+		}
+	}
 	if pending != nil {
 		return r.settlePending(ctx, s, pending)
 	}
@@ -174,6 +186,9 @@ func (r *ServiceTokenReconciler) renew(ctx context.Context, s *scope) error {
 		st.Status.RenewalRotation = "" // no renewal in progress
 	}
 	requested := rotateReq != "" && rotateReq != st.Status.LastHandledRotateRequest
+	if requested {
+		s.answers = rotateReq
+	}
 	graceUntil, graceRuns := r.graceRunning(s)
 	renewalRotates := renewDue && eff.RenewalAction == v1alpha1.RenewalRotate && st.Status.RenewalRotation == "" && !graceRuns
 	wanted := requested || renewalRotates || schedule.Due(s.now, schedule.NextRotation(lastRotation(st), eff.RotateEvery))
@@ -191,7 +206,7 @@ func (r *ServiceTokenReconciler) renew(ctx context.Context, s *scope) error {
 			s.why = "recovering a lost rotate response"
 		}
 		if err := r.rotate(ctx, s); err != nil {
-			return err
+			return r.refreshAnyway(ctx, s, err)
 		}
 	case wanted && graceRuns:
 		s.deferredUntil = graceUntil
@@ -200,7 +215,7 @@ func (r *ServiceTokenReconciler) renew(ctx context.Context, s *scope) error {
 	case wanted:
 		s.why = rotationCause(requested, renewalRotates)
 		if err := r.rotate(ctx, s); err != nil {
-			return err
+			return r.refreshAnyway(ctx, s, err)
 		}
 	}
 	if s.deferredUntil.IsZero() {
@@ -217,6 +232,19 @@ func (r *ServiceTokenReconciler) renew(ctx context.Context, s *scope) error {
 	st.Status.LastHandledRefreshRequest = refreshReq
 	r.recordSchedule(s)
 	return nil
+}
+
+// refreshAnyway keeps a token alive whose rotation failed (a Secret that
+// cannot be written, a budget that is spent): when renewal is due the expiry
+// is still extended, so the secret workloads hold does not die with the
+// token. It returns the rotation's error.
+func (r *ServiceTokenReconciler) refreshAnyway(ctx context.Context, s *scope, rotateErr error) error {
+	if s.token != nil && s.st.Status.PendingOperation == nil && r.renewalDue(s) {
+		if err := r.refresh(ctx, s); err == nil {
+			r.recordSchedule(s)
+		}
+	}
+	return rotateErr
 }
 
 func rotationCause(requested, renewal bool) string {
@@ -307,7 +335,7 @@ func (r *ServiceTokenReconciler) rotate(ctx context.Context, s *scope) error {
 		return r.replaceZoneToken(ctx, s)
 	}
 	id, lost := s.token.ID, s.rotationLost
-	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationRotate, TokenID: id}
+	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationRotate, TokenID: id, RotateRequest: s.answers}
 	if !s.token.UpdatedAt.IsZero() {
 		op.TokenUpdatedAt = s.token.UpdatedAt.UTC().Format(time.RFC3339Nano)
 	}
@@ -341,7 +369,7 @@ func (r *ServiceTokenReconciler) replaceZoneToken(ctx context.Context, s *scope)
 	}
 	old := st.Status.TokenID
 	spec := cf.TokenSpec{Name: s.eff.TokenName, Duration: s.eff.Duration, Enabled: s.eff.Enabled}
-	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationReplace, TokenName: s.eff.TokenName, TokenID: old}
+	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationReplace, TokenName: s.eff.TokenName, TokenID: old, RotateRequest: s.answers}
 	s.progress = v1alpha1.ReasonRotating
 	creds, err := r.issue(ctx, s, &op, r.previousGrace(s), func(ctx context.Context, _ *v1alpha1.PendingOperation) (cf.Credentials, error) {
 		return s.acct.Client.Create(ctx, s.acct.Scope, spec)

@@ -38,7 +38,8 @@ type scope struct {
 	// rotationLost: a rotate committed at Cloudflare but its secret was lost;
 	// the recovery rotation revokes the secret workloads hold.
 	rotationLost bool
-	why string // why this reconcile issues a secret, for the log
+	why          string // why this reconcile issues a secret, for the log
+	answers      string // the rotate request a rotation in this reconcile answers
 	// deferredUntil: a rotation waits for the previous secret's grace to end.
 	deferredUntil time.Time
 	// movedFrom is our Secret under its previous name, when spec.secret.name changed.
