@@ -249,9 +249,13 @@ func (t *tracker) judge(p *retiring, failedAt time.Time, tok *harness.SimToken) 
 	defer t.mu.Unlock()
 	deleted := t.churnDeleted[p.tokenID] || t.churnDeleted["client:"+p.clientID]
 	excuse, final, cause := classify(p, t.views[p.uid], tok, deleted, failedAt)
-	// A zone token's recovery deletes the replaced token instead of displacing a secret.
+	// The loss may precede the successor the sampler saw: when the churn
+	// corrupts a fresh secret before any snapshot shows it, the recovery's
+	// secret is the first successor seen. Any loss while the pair was held
+	// (from when it was first seen) explains a recovery rotation. A zone
+	// token's recovery deletes the replaced token instead of displacing it.
 	if lost, ok := t.secretLost[p.uid]; ok && (cause == causeDisplaced || cause == causeTokenGone) &&
-		!lost.Before(p.writtenAfter) && !lost.After(failedAt) {
+		!lost.Before(p.firstSeen) && !lost.After(failedAt) {
 		excuse, final = excuseSecretLost, true
 	}
 	switch {

@@ -230,3 +230,28 @@ func TestADisplacementAfterTheChurnLostTheSecretIsExcused(t *testing.T) {
 		t.Fatalf("candidates %d, excused %v: the recovery rotation after a lost Secret is excused", len(tr.candidates), tr.excused)
 	}
 }
+
+func TestASecretLostBeforeTheSeenSuccessorStillExplainsTheRecovery(t *testing.T) {
+	tr := newTracker()
+	g := 20 * time.Second
+	tr.observe(t0, testViews(testPair("s0", t0), g))
+	// A rotation stored s1 and the churn corrupted it before any snapshot
+	// showed it; the recovery stored s2, the first successor seen.
+	tr.noteSecretLost(testUID, t0.Add(2*time.Second))
+	tr.observe(t0.Add(4*time.Second), testViews(testPair("s2", t0.Add(4*time.Second)), g))
+	p := tr.retiring[0]
+	tok := &harness.SimToken{ID: "tok-1", ClientID: "cid.access", Enabled: true, ClientSecret: "s2", PreviousClientSecret: "s1"}
+	tr.judge(p, t0.Add(5*time.Second), tok)
+	if len(tr.candidates) != 0 || tr.excused[excuseSecretLost] != 1 {
+		t.Fatalf("candidates %d, excused %v", len(tr.candidates), tr.excused)
+	}
+
+	tr = newTracker()
+	tr.noteSecretLost(testUID, t0.Add(-time.Second)) // before the pair was ever held: unrelated
+	tr.observe(t0, testViews(testPair("s0", t0), g))
+	tr.observe(t0.Add(4*time.Second), testViews(testPair("s2", t0.Add(4*time.Second)), g))
+	tr.judge(tr.retiring[0], t0.Add(5*time.Second), tok)
+	if len(tr.candidates) != 1 {
+		t.Fatalf("a Secret lost before the pair was held excused its displacement")
+	}
+}
