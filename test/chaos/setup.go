@@ -9,7 +9,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
 	"github.com/servicetoken-operator/servicetoken-operator/test/harness"
@@ -199,11 +201,27 @@ func (r *run) createToken(ctx context.Context) error {
 	r.stMu.Unlock()
 	st, t := r.spec(i)
 	if err := r.cp.Client.Create(ctx, st); err != nil {
-		return err
+		// An error can hide a create the API server made (a timeout while it
+		// restarts): such a ServiceToken is live and must be tracked.
+		if !r.exists(ctx, st) {
+			return err
+		}
 	}
 	r.stMu.Lock()
 	r.sts[t.key()] = t
 	r.stMu.Unlock()
 	r.count("create")
 	return nil
+}
+
+// exists reports whether obj exists, asking again for a while when the API
+// server does not answer (it may be restarting).
+func (r *run) exists(ctx context.Context, obj client.Object) bool {
+	found := false
+	_ = harness.WaitFor(60*time.Second, func() bool {
+		err := r.cp.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj.DeepCopyObject().(client.Object))
+		found = err == nil
+		return err == nil || apierrors.IsNotFound(err) || ctx.Err() != nil
+	})
+	return found
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -284,6 +285,13 @@ var churnWeights = []struct {
 	{"delete-token-in-cloudflare", 6}, {"rename-secret", 3},
 }
 
+// deleting reports whether the API server has started deleting st.
+func (r *run) deleting(ctx context.Context, st *v1alpha1.ServiceToken) bool {
+	cur := &v1alpha1.ServiceToken{}
+	err := r.cp.Client.Get(ctx, client.ObjectKeyFromObject(st), cur)
+	return apierrors.IsNotFound(err) || (err == nil && !cur.DeletionTimestamp.IsZero())
+}
+
 func (r *run) pick() *tracked {
 	r.stMu.Lock()
 	defer r.stMu.Unlock()
@@ -357,8 +365,12 @@ func (r *run) do(ctx context.Context, op string, t *tracked) error {
 			}
 		}
 		r.stMu.Unlock()
-		if err := c.Delete(ctx, st); err != nil {
-			return err
+		if err := c.Delete(ctx, st); err != nil && !apierrors.IsNotFound(err) {
+			// The delete may have happened all the same (a timeout while the
+			// API server restarts): then it is no longer ours to keep alive.
+			if live := st.DeepCopy(); r.exists(ctx, live) && !r.deleting(ctx, live) {
+				return err
+			}
 		}
 		r.stMu.Lock()
 		delete(r.sts, t.key())
