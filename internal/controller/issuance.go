@@ -206,12 +206,14 @@ func (r *ServiceTokenReconciler) settleReplace(ctx context.Context, s *scope, p 
 			r.adopt(s, t)
 			s.secretOK = true
 		}
-		grace := metav1.Time{Time: s.held.IssuedAt.Add(s.eff.GracePeriod)}
-		r.rotated(s, p.ID, s.held.IssuedAt, &grace)
+		// The grace recorded with the intent (call time + grace + slack), or
+		// none when the user asked for 0s.
+		r.rotated(s, p.ID, s.held.IssuedAt, p.PreviousSecretExpiresAt)
 		return nil
 	}
 	for _, t := range s.view.ByName(p.TokenName) {
-		if t.ID != p.TokenID && t.ID != st.Status.PreviousTokenID && createdSince(t, p) {
+		// Never the token the Secret holds, whatever the journal says.
+		if t.ID != p.TokenID && t.ID != st.Status.PreviousTokenID && t.ID != s.held.TokenID && createdSince(t, p) {
 			if err := r.deleteToken(ctx, s, t.ID); err != nil {
 				return err
 			}
