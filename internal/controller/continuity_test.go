@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -176,6 +177,40 @@ var _ = Describe("Secret continuity", func() {
 		poke(st)
 		waitFor(st, "original deleted after its grace", func(st *v1alpha1.ServiceToken) bool { return st.Status.PreviousTokenID == "" })
 		Expect(held.works()).To(BeFalse())
+	})
+
+	It("adopts the token of a stored create whose status write was lost, even when a list misses it: no rotation, no second token", func() {
+		var lost atomic.Bool
+		op.calls.mu.Lock()
+		op.calls.loseStatus = func(st *v1alpha1.ServiceToken) bool {
+			// From the write that settles the create on, as if the process died
+			// there: the secret is in the Secret, status never says so.
+			if st.Name != "stored-create" {
+				return false
+			}
+			return lost.Load() || (st.Status.TokenID != "" && st.Status.PendingOperation == nil && lost.CompareAndSwap(false, true))
+		}
+		op.calls.mu.Unlock()
+		st := serviceToken(ns, "stored-create")
+		Expect(k8s.Create(ctx(), st)).To(Succeed())
+		Eventually(lost.Load, timeout, interval).Should(BeTrue())
+		op.stop()
+		held := credentialOf(st)
+		ids := tokenIDs(ns + "/stored-create")
+		Expect(ids).To(HaveLen(1))
+		Expect(get(st).Status.PendingOperation).NotTo(BeNil(), "the status write that settles the create was lost")
+
+		op = startOperator(ns, Options{})
+		op.hooks.mu.Lock()
+		op.hooks.hideFromLists = ids[0] // a list that misses the token: only a GET may decide
+		op.hooks.mu.Unlock()
+		st = waitReady(st)
+		Expect(st.Status.TokenID).To(Equal(ids[0]))
+		Expect(tokenIDs(ns + "/stored-create")).To(HaveLen(1))
+		Expect(callsOn("rotate", ids[0])).To(Equal(0), "the secret in the Secret is the token's own: nothing to recover")
+		Expect(credentialOf(st)).To(Equal(held))
+		Expect(held.works()).To(BeTrue())
+		Expect(op.events.reasons(st)).NotTo(ContainElement("SecretLost"))
 	})
 
 	It("owns only its part of the Secret: others' labels, annotations, keys and finalizers survive every write, without a write loop", func() {

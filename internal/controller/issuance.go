@@ -128,6 +128,11 @@ func (r *ServiceTokenReconciler) settlePending(ctx context.Context, s *scope, p 
 	default:
 		err = r.settleCreate(ctx, s, p, stored)
 	}
+	if stored && err == nil && s.token == nil {
+		// The Secret holds the credential of a token the list did not show:
+		// confirm it with a GET before anything is recreated.
+		err = r.confirmStoredToken(ctx, s)
+	}
 	if err != nil {
 		s.st.Status.PendingOperation = p // settle again: nothing may leak
 	}
@@ -163,6 +168,24 @@ func (r *ServiceTokenReconciler) storedBy(ctx context.Context, s *scope, p *v1al
 	s.secret, s.held, s.heldOK = live, held, true
 	s.secretOK = s.holdsCurrent()
 	return true, nil
+}
+
+// confirmStoredToken looks the token the Secret holds up by ID after a list
+// missed it. Found, it is adopted with the Secret's credential; gone (404),
+// ensureToken recreates it with a warning.
+func (r *ServiceTokenReconciler) confirmStoredToken(ctx context.Context, s *scope) error {
+	t, err := s.acct.Client.Get(ctx, s.acct.Scope, s.held.TokenID)
+	switch {
+	case err == nil:
+		r.adopt(s, t)
+		r.Inventory.Put(s.acct.Account.Key, s.acct.Scope, t)
+		s.secretOK = s.holdsCurrent()
+		return nil
+	case cf.IsNotFound(err):
+		return nil
+	default:
+		return fmt.Errorf("reading token %s to settle an interrupted issuance: %w", s.held.TokenID, err)
+	}
 }
 
 // settleRotate: stored, the rotation is complete. Not stored, the token's
@@ -235,12 +258,16 @@ func (r *ServiceTokenReconciler) settleReplace(ctx context.Context, s *scope, p 
 // ID, never arrived); its secret is lost, so recovery rotates it at once.
 func (r *ServiceTokenReconciler) settleCreate(ctx context.Context, s *scope, p *v1alpha1.PendingOperation, stored bool) error {
 	if stored {
+		// Never a name search here: it would take the token for one whose
+		// secret is lost and revoke the secret the Secret holds.
+		s.st.Status.TokenID, s.st.Status.ClientID = s.held.TokenID, s.held.ClientID
+		s.st.Status.LastRotationTime = &metav1.Time{Time: s.held.IssuedAt}
+		s.token = nil
 		if t, ok := s.view.Get(s.held.TokenID); ok {
 			r.adopt(s, t)
 			s.secretOK = true
-			s.st.Status.LastRotationTime = &metav1.Time{Time: s.held.IssuedAt}
-			return nil
 		}
+		return nil
 	}
 	var ours []cf.Token
 	for _, t := range s.view.ByName(p.TokenName) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -92,6 +93,8 @@ type hooks struct {
 	whileRotating func(ctx context.Context) error
 	// refreshFailures fails that many refresh calls with a transient error.
 	refreshFailures int
+	// hideFromLists leaves the token with this ID out of every list.
+	hideFromLists string
 }
 
 func take[F any](h *hooks, f *F) F {
@@ -142,6 +145,17 @@ func (c hookedClient) Rotate(ctx context.Context, account, id string, prev time.
 	return creds, err
 }
 
+func (c hookedClient) List(ctx context.Context, s cf.Scope, opts cf.ListOptions) ([]cf.Token, error) {
+	tokens, err := c.Client.List(ctx, s, opts)
+	c.h.mu.Lock()
+	hide := c.h.hideFromLists
+	c.h.mu.Unlock()
+	if hide != "" {
+		tokens = slices.DeleteFunc(tokens, func(t cf.Token) bool { return t.ID == hide })
+	}
+	return tokens, err
+}
+
 func (c hookedClient) Refresh(ctx context.Context, account, id string) (cf.Token, error) {
 	if c.h.failRefresh() {
 		return cf.Token{}, &cf.Error{Kind: cf.KindTransient, Op: "refresh", HTTPStatus: 503, Message: "service unavailable (injected by test)"}
@@ -170,6 +184,9 @@ type operator struct {
 type apiCalls struct {
 	mu            sync.Mutex
 	gets, patches map[client.ObjectKey]int
+	// loseStatus, when it returns true for a status about to be written,
+	// drops that write (as if the process died just before it).
+	loseStatus func(*v1alpha1.ServiceToken) bool
 }
 
 func (a *apiCalls) count(m map[client.ObjectKey]int, key client.ObjectKey) {
@@ -201,8 +218,14 @@ func (a *apiCalls) intercept(c client.WithWatch) client.WithWatch {
 			return c.Get(ctx, key, obj, opts...)
 		},
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-			if _, ok := obj.(*v1alpha1.ServiceToken); ok && sub == "status" {
+			if st, ok := obj.(*v1alpha1.ServiceToken); ok && sub == "status" {
 				a.count(a.patches, client.ObjectKeyFromObject(obj))
+				a.mu.Lock()
+				lose := a.loseStatus
+				a.mu.Unlock()
+				if lose != nil && lose(st) {
+					return fmt.Errorf("status write lost (injected by test)")
+				}
 			}
 			return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
 		},
