@@ -390,13 +390,12 @@ func (r *ServiceTokenReconciler) replaceZoneToken(ctx context.Context, s *scope)
 	return nil
 }
 
-// previousGrace is how long the secret workloads hold keeps working after a
-// rotation: the grace period, or nothing when nobody holds it (a create
-// whose secret was lost) or the user asked for 0s.
+// previousGrace is how long the previous secret keeps working after a
+// rotation: the grace period, also when recovering a create whose secret
+// seemed lost. "Nobody holds it" cannot be proven (the Secret may have held
+// it and been deleted since; make chaos found this), and a grace for a
+// secret nobody holds costs nothing that revoking a held one would not.
 func (r *ServiceTokenReconciler) previousGrace(s *scope) time.Duration {
-	if s.secretUnknown {
-		return 0
-	}
 	return s.eff.GracePeriod
 }
 

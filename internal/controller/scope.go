@@ -45,8 +45,9 @@ type scope struct {
 	// movedFrom is our Secret under its previous name, when spec.secret.name changed.
 	movedFrom *corev1.Secret
 	secretOK  bool // it holds the current token's working credential
-	// secretUnknown: nobody holds the token's secret (lost create response), so
-	// recovery rotates without a grace period.
+	// secretUnknown: the token's secret never reached the Secret as far as we
+	// know (lost create response); recovery rotates (with the grace period:
+	// a Secret deleted since may have held it).
 	secretUnknown bool
 	deleteLimit   int32  // failed deletions before the status tells how to release
 	progress      string // reason of the work this reconcile did, for Reconciling
