@@ -42,6 +42,13 @@ const (
 	// ReasonRotationLost: a rotate's response was lost after Cloudflare
 	// committed it, so recovering revoked the held secret early.
 	ReasonRotationLost = "RotationLost"
+	// ReasonAccountUnreachable: Cloudflare cannot route to the account or
+	// zone with these credentials (codes 7003/7000): a wrong ID, or an API
+	// token that does not cover it. Never taken as "the token is gone".
+	ReasonAccountUnreachable = "AccountUnreachable"
+	// ReasonCredentialsReadOnly: the API token may read service tokens but
+	// not write them, found by a write probe before any real write.
+	ReasonCredentialsReadOnly = "CredentialsReadOnly"
 )
 
 // Annotations that request a one-off action on a ServiceToken. Any new value

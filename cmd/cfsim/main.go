@@ -2,7 +2,7 @@
 // (internal/cloudflare/sim) over HTTP, for demos, end-to-end tests and
 // benchmarks that run the operator against it as a separate process.
 //
-//	cfsim --accounts acc1 --zones zone1 --api-tokens 'writer,reader:read' --fault-rate 0.05
+//	cfsim --accounts acc1 --zones zone1 --api-tokens 'writer@ops,reader@ops:read' --fault-rate 0.05
 //
 // The API is at http://<listen>/client/v4; the unauthenticated control
 // endpoints (tokens, verify, stats, faults) are under /_sim (see the sim
@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,20 +51,24 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 	fs := flag.NewFlagSet("cfsim", flag.ContinueOnError)
 	fs.SetOutput(output)
 	var (
-		c         config
-		accounts  = fs.String("accounts", "", "comma-separated account IDs the API knows")
-		zones     = fs.String("zones", "", "comma-separated zone IDs the API knows")
-		apiTokens = fs.String("api-tokens", "", "comma-separated API tokens; suffix one with :read to make it read-only (none and no --api-keys: any credential is accepted)")
-		apiKeys   = fs.String("api-keys", "", "comma-separated legacy email:key pairs")
-		rateLimit = fs.String("rate-limit", "1200/5m", "per-credential budget as requests/period; 0 or none for unlimited")
-		faultKind = fs.String("fault-kinds", "", "comma-separated fault kinds (5xx, 429, reset, latency, drop-response); empty for all")
+		c           config
+		accounts    = fs.String("accounts", "", "comma-separated account IDs the API knows")
+		zones       = fs.String("zones", "", "comma-separated zone IDs the API knows")
+		apiTokens   = fs.String("api-tokens", "", "comma-separated API tokens as token[@user][:read]: @user names the Cloudflare user whose rate budget the token shares (default: the token is its own user), :read makes it read-only (none and no --api-keys: any well-formed credential is accepted)")
+		apiKeys     = fs.String("api-keys", "", "comma-separated legacy email:key pairs (alphanumeric keys); a key shares the budget of tokens whose @user is its email")
+		rateLimit   = fs.String("rate-limit", "1200/5m", "per-user budget as requests/period; 0 or none for unlimited")
+		outside     = fs.String("outside-fraction", "", "comma-separated [user=]fraction: other clients spend that fraction (0..1) of a user's budget evenly over every window; without user=, of every user's")
+		refreshMode = fs.String("refresh-mode", string(sim.RefreshYearFromExpiry), "how refresh moves expires_at: "+strings.Join(refreshModeNames(), "|")+" (Cloudflare documents one year, not from when)")
+		faultKind   = fs.String("fault-kinds", "", "comma-separated fault kinds (5xx, 429, reset, latency, drop-response); empty for all")
 	)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8787", "address to listen on")
 	fs.DurationVar(&c.opts.Latency, "latency", 0, "latency added to every API request")
+	fs.DurationVar(&c.opts.Lockout, "lockout", sim.DefaultLockout, "how long a user over the budget gets only 429s, from the request that exceeded it")
+	fs.IntVar(&c.opts.ZonePageSize, "zone-page-size", 0, "answer the zone list in pages of this size, honouring only page (0: everything on one page)")
+	fs.BoolVar(&c.opts.OmitTotalPages, "omit-total-pages", false, "leave total_pages and total_count out of every list's result_info")
 	fs.Float64Var(&c.opts.Faults.Rate, "fault-rate", 0, "probability (0..1) that an API request gets a fault")
 	fs.DurationVar(&c.opts.Faults.LatencySpike, "latency-spike", 0, "delay of the latency fault (default 2s)")
 	fs.Int64Var(&c.opts.Seed, "seed", 0, "seed for IDs, secrets and faults (0: random)")
-	fs.BoolVar(&c.opts.RefreshFromNow, "refresh-from-now", false, "refresh counts the new expiry from now, not from the old expiry")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -73,20 +78,38 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 	c.opts.Accounts = splitList(*accounts)
 	c.opts.Zones = splitList(*zones)
 	for _, t := range splitList(*apiTokens) {
-		token, readOnly := strings.CutSuffix(t, ":read")
-		token = strings.TrimSuffix(token, ":write")
-		if token == "" {
-			return c, errors.New("--api-tokens: empty token")
+		// Errors never quote the item: it holds a token.
+		t, readOnly := strings.CutSuffix(t, ":read")
+		t = strings.TrimSuffix(t, ":write")
+		token, user, hasUser := strings.Cut(t, "@")
+		if !wellFormedToken(token) || (hasUser && user == "") {
+			return c, errors.New("--api-tokens: want token[@user][:read] with a token of letters, digits and -._~+/=")
 		}
-		c.opts.APITokens = append(c.opts.APITokens, sim.APIToken{Token: token, ReadOnly: readOnly})
+		c.opts.APITokens = append(c.opts.APITokens, sim.APIToken{Token: token, ReadOnly: readOnly, User: user})
 	}
 	for _, pair := range splitList(*apiKeys) {
 		email, key, ok := strings.Cut(pair, ":")
-		if !ok || email == "" || key == "" {
+		if !ok || !strings.Contains(email, "@") || key == "" || strings.IndexFunc(key, notAlnum) >= 0 {
 			// Do not echo the pair: it holds a key.
-			return c, errors.New("--api-keys: want comma-separated email:key pairs")
+			return c, errors.New("--api-keys: want comma-separated email:key pairs with alphanumeric keys")
 		}
 		c.opts.APIKeys = append(c.opts.APIKeys, sim.APIKey{Email: email, Key: key})
+	}
+	consumers, err := parseOutside(*outside)
+	if err != nil {
+		return c, fmt.Errorf("--outside-fraction: %w", err)
+	}
+	c.opts.Outside = consumers
+	mode := sim.RefreshMode(*refreshMode)
+	if !slices.Contains(sim.RefreshModes(), mode) {
+		return c, fmt.Errorf("--refresh-mode %q: want one of %s", *refreshMode, strings.Join(refreshModeNames(), ", "))
+	}
+	c.opts.Refresh = mode
+	if c.opts.Lockout <= 0 {
+		return c, fmt.Errorf("--lockout %s: want a positive duration", c.opts.Lockout)
+	}
+	if c.opts.ZonePageSize < 0 {
+		return c, fmt.Errorf("--zone-page-size %d: want 0 or more", c.opts.ZonePageSize)
 	}
 	rl, err := parseRateLimit(*rateLimit)
 	if err != nil {
@@ -104,6 +127,45 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 		c.opts.Faults.Kinds = append(c.opts.Faults.Kinds, kind)
 	}
 	return c, nil
+}
+
+func refreshModeNames() []string {
+	var names []string
+	for _, m := range sim.RefreshModes() {
+		names = append(names, string(m))
+	}
+	return names
+}
+
+// wellFormedToken is the simulator's rule for a Bearer token; a configured
+// token outside it could never authenticate.
+func wellFormedToken(token string) bool {
+	return token != "" && strings.IndexFunc(token, func(r rune) bool { return notAlnum(r) && !strings.ContainsRune("-._~+/=", r) }) < 0
+}
+
+func notAlnum(r rune) bool {
+	return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9')
+}
+
+// parseOutside reads "0.25" (every user) or "ops@example.com=0.5,…".
+// Errors name the position, not the item: a user name may be a token.
+func parseOutside(s string) ([]sim.OutsideConsumer, error) {
+	var out []sim.OutsideConsumer
+	for i, item := range splitList(s) {
+		user := ""
+		if u, f, ok := strings.Cut(item, "="); ok {
+			user, item = strings.TrimSpace(u), strings.TrimSpace(f)
+			if user == "" {
+				return nil, fmt.Errorf("item %d: empty user before =", i+1)
+			}
+		}
+		f, err := strconv.ParseFloat(item, 64)
+		if err != nil || f < 0 || f > 1 {
+			return nil, fmt.Errorf("item %d: want [user=]fraction with a fraction from 0 to 1", i+1)
+		}
+		out = append(out, sim.OutsideConsumer{User: user, Fraction: f})
+	}
+	return out, nil
 }
 
 func splitList(s string) []string {
@@ -149,7 +211,8 @@ func describe(c config, url string) string {
 	}
 	rl := "unlimited"
 	if !c.opts.RateLimit.Unlimited() {
-		rl = fmt.Sprintf("%d/%s", c.opts.RateLimit.Requests, c.opts.RateLimit.Period)
+		rl = fmt.Sprintf("%d/%s per user, lockout %s, %d outside consumer(s)",
+			c.opts.RateLimit.Requests, c.opts.RateLimit.Period, c.opts.Lockout, len(c.opts.Outside))
 	}
 	kinds := "all"
 	if len(c.opts.Faults.Kinds) > 0 {
@@ -159,9 +222,9 @@ func describe(c config, url string) string {
 		}
 		kinds = strings.Join(ks, ",")
 	}
-	return fmt.Sprintf("cfsim: serving %s%s (accounts [%s], zones [%s]; auth: %s; rate limit %s; latency %s; faults %.3g of %s; control at %s/_sim)",
+	return fmt.Sprintf("cfsim: serving %s%s (accounts [%s], zones [%s]; auth: %s; rate limit %s; refresh %s; latency %s; faults %.3g of %s; control at %s/_sim)",
 		url, sim.APIPrefix, strings.Join(c.opts.Accounts, ","), strings.Join(c.opts.Zones, ","),
-		auth, rl, c.opts.Latency, c.opts.Faults.Rate, kinds, url)
+		auth, rl, c.opts.Refresh, c.opts.Latency, c.opts.Faults.Rate, kinds, url)
 }
 
 // run serves until ctx ends, then shuts down gracefully. ready, if not nil,

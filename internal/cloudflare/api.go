@@ -33,6 +33,47 @@ type Token struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	LastSeenAt time.Time
+	// Missing lists the fields the response left out; they hold zero values
+	// (Enabled: true). Cloudflare documents every field as optional, and
+	// create and rotate never carry expires_at.
+	Missing Field
+}
+
+// Field names optional token fields, as a bit set.
+type Field uint8
+
+// The optional fields Token.Missing can name.
+const (
+	FieldName Field = 1 << iota
+	FieldDuration
+	FieldEnabled
+	FieldExpiresAt
+	FieldCreatedAt
+	FieldUpdatedAt
+)
+
+// Knows reports whether the response carried f.
+func (t Token) Knows(f Field) bool { return t.Missing&f == 0 }
+
+// Fill returns t with each missing field taken from prev, the last known
+// state of the same token (a different or empty prev changes nothing).
+func (t Token) Fill(prev Token) Token {
+	if prev.ID == "" || prev.ID != t.ID {
+		return t
+	}
+	fill := func(f Field, apply func()) {
+		if !t.Knows(f) && prev.Knows(f) {
+			apply()
+			t.Missing &^= f
+		}
+	}
+	fill(FieldName, func() { t.Name = prev.Name })
+	fill(FieldDuration, func() { t.Duration = prev.Duration })
+	fill(FieldEnabled, func() { t.Enabled = prev.Enabled })
+	fill(FieldExpiresAt, func() { t.ExpiresAt = prev.ExpiresAt })
+	fill(FieldCreatedAt, func() { t.CreatedAt = prev.CreatedAt })
+	fill(FieldUpdatedAt, func() { t.UpdatedAt = prev.UpdatedAt })
+	return t
 }
 
 // Credentials is a token together with the client secret that only create and

@@ -83,10 +83,24 @@ func (c *client) classify(op string, x *exchange, err error) *Error {
 		e.Kind, e.RetryAfter = KindRateLimited, retryAfter(x.header, c.clock.Now())
 		c.limiter.Pause(e.RetryAfter)
 		c.metrics.rateLimited("server")
+	case x.status >= 400 && x.status < 500 && hasCode(e.Codes, codeNoRoute, codeCouldNotRoute):
+		// Checked before 404: an unknown account or zone is not a missing
+		// token, and taking it for one would drop a finalizer while the
+		// real token lives on.
+		e.Kind = KindUnreachable
+	case x.status >= 400 && x.status < 500 && hasCode(e.Codes, codeInvalidHeaders):
+		// Malformed credentials; the error_chain (in Message) says which.
+		e.Kind = KindAuth
 	case x.status == http.StatusNotFound:
 		e.Kind = KindNotFound
 	case x.status == http.StatusUnauthorized, x.status == http.StatusForbidden:
 		e.Kind = KindAuth
+	case x.status == http.StatusRequestTimeout, x.status == http.StatusConflict:
+		// The request was not applied (the SDK retries these too).
+		e.Kind = KindTransient
+		if e.Message == "" {
+			e.Message = http.StatusText(x.status)
+		}
 	case x.status >= 500:
 		e.Kind = lostKind(op)
 		if e.Message == "" {
@@ -137,8 +151,28 @@ func notSent(err error) bool {
 	return errors.As(err, &dns)
 }
 
-// envelopeErrors reads Cloudflare's {errors:[{code,message}]} envelope, if
-// the body is JSON at all.
+// Cloudflare error codes the classification keys on (API-NOTES.md).
+const (
+	codeNoRoute        = 7000 // "No route for that URI"
+	codeCouldNotRoute  = 7003 // "Could not route to …": unknown account or zone
+	codeInvalidHeaders = 6003 // "Invalid request headers": malformed credentials
+)
+
+func hasCode(codes []int, want ...int) bool {
+	for _, c := range codes {
+		for _, w := range want {
+			if c == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// envelopeErrors reads Cloudflare's {errors:[{code,message,error_chain}]}
+// envelope, if the body is JSON at all. The error_chain holds the useful
+// detail of a 6003 ("Invalid format for Authorization header"): its codes
+// follow the top-level ones and its messages go in brackets.
 func envelopeErrors(body []byte, red redactor) ([]int, string) {
 	if len(body) == 0 || !gjson.ValidBytes(body) {
 		return nil, ""
@@ -149,7 +183,20 @@ func envelopeErrors(body []byte, red redactor) ([]int, string) {
 		if code := item.Get("code"); code.Exists() {
 			codes = append(codes, int(code.Int()))
 		}
-		if m := strings.TrimSpace(item.Get("message").String()); m != "" {
+		m := strings.TrimSpace(item.Get("message").String())
+		var chain []string
+		for _, link := range item.Get("error_chain").Array() {
+			if code := link.Get("code"); code.Exists() {
+				codes = append(codes, int(code.Int()))
+			}
+			if lm := strings.TrimSpace(link.Get("message").String()); lm != "" {
+				chain = append(chain, lm)
+			}
+		}
+		if len(chain) > 0 {
+			m = strings.TrimSpace(m + " (" + strings.Join(chain, "; ") + ")")
+		}
+		if m != "" {
 			msgs = append(msgs, red.apply(m))
 		}
 	}

@@ -2,13 +2,13 @@ package cloudflare
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/cloudflare/cloudflare-go/v7/option"
-	"github.com/cloudflare/cloudflare-go/v7/packages/pagination"
 	"github.com/cloudflare/cloudflare-go/v7/zero_trust"
 	"github.com/tidwall/gjson"
 	"k8s.io/utils/clock"
@@ -76,6 +76,9 @@ func (c *client) call(ctx context.Context, op string, do func(option.RequestOpti
 	if x.sent {
 		c.metrics.request(op, x.status, time.Since(start))
 	}
+	if x.header != nil {
+		c.limiter.Observe(x.header) // every answer, errors too, says what is left
+	}
 	if err != nil || !x.ok() {
 		return nil, c.classify(op, x, err)
 	}
@@ -95,22 +98,29 @@ func (c *client) List(ctx context.Context, scope Scope, opts ListOptions) ([]Tok
 	if err := checkScope("list", scope); err != nil {
 		return nil, err
 	}
-	if scope.IsZone() {
-		return c.listZone(ctx, scope.ZoneID, opts.Name)
-	}
 	var out []Token
 	seen := map[string]bool{}
+	var total gjson.Result // result_info.total_count of the last page that had one
 	for page := int64(1); page <= maxPages; page++ {
 		var params zero_trust.AccessServiceTokenListParams
-		params.AccountID.Value, params.AccountID.Present = scope.AccountID, true
-		params.Page.Value, params.Page.Present = page, true
-		params.PerPage.Value, params.PerPage.Present = perPage, true
-		if opts.Name != "" {
-			params.Name.Value, params.Name.Present = opts.Name, true
+		if scope.IsZone() {
+			// The zone list documents no query parameters, but may still
+			// answer in pages: ask for the next one only when it says so.
+			params.ZoneID.Value, params.ZoneID.Present = scope.ZoneID, true
+			if page > 1 {
+				params.Page.Value, params.Page.Present = page, true
+			}
+		} else {
+			params.AccountID.Value, params.AccountID.Present = scope.AccountID, true
+			params.Page.Value, params.Page.Present = page, true
+			params.PerPage.Value, params.PerPage.Present = perPage, true
+			if opts.Name != "" {
+				params.Name.Value, params.Name.Present = opts.Name, true
+			}
 		}
-		var res *pagination.V4PagePaginationArray[zero_trust.ServiceToken]
-		x, err := c.call(ctx, "list", func(o option.RequestOption) (err error) {
-			res, err = c.svc.List(ctx, params, o)
+		// The raw items (not the SDK's decoding) keep every field.
+		x, err := c.call(ctx, "list", func(o option.RequestOption) error {
+			_, err := c.svc.List(ctx, params, o)
 			return err
 		})
 		if err != nil {
@@ -121,17 +131,28 @@ func (c *client) List(ctx context.Context, scope Scope, opts ListOptions) ([]Tok
 		if !gjson.GetBytes(x.body, "result").IsArray() {
 			return nil, c.malformed("list", x)
 		}
-		for _, t := range res.Result {
+		items := gjson.GetBytes(x.body, "result").Array()
+		for _, item := range items {
 			// Tokens created or deleted while we page shift items across
 			// pages; never report one twice. The name is checked again
-			// because ListOptions promises an exact match.
-			tok := tokenFromJSON(t.JSON.RawJSON())
-			if tok.ID != "" && !seen[tok.ID] && (opts.Name == "" || tok.Name == opts.Name) {
-				seen[tok.ID] = true
+			// because ListOptions promises an exact match (and the zone
+			// list takes no filter).
+			tok := tokenFromJSON(item.Raw)
+			if tok.ID == "" || seen[tok.ID] {
+				continue
+			}
+			seen[tok.ID] = true
+			if opts.Name == "" || tok.Name == opts.Name {
 				out = append(out, tok)
 			}
 		}
-		if lastPage(x.body, page, len(res.Result)) {
+		if t := gjson.GetBytes(x.body, "result_info.total_count"); t.Exists() {
+			total = t
+		}
+		if lastPage(x.body, page, len(items), scope.IsZone()) {
+			if err := complete(x, len(seen), total); err != nil {
+				return nil, err
+			}
 			return out, nil
 		}
 	}
@@ -139,36 +160,39 @@ func (c *client) List(ctx context.Context, scope Scope, opts ListOptions) ([]Tok
 	return nil, &Error{Kind: KindTransient, Op: "list", Message: "more than " + strconv.Itoa(maxPages) + " pages"}
 }
 
-// lastPage prefers result_info.total_pages and falls back to a short page.
-func lastPage(body []byte, page int64, n int) bool {
-	if total := gjson.GetBytes(body, "result_info.total_pages"); total.Exists() {
-		return page >= total.Int() || n == 0
+// lastPage: an empty page always ends the list (the SDK's auto-pager and
+// Terraform page until one); total_pages ends it early; without result_info
+// paging, a short page (or, for the zone list, any page) is the last.
+func lastPage(body []byte, page int64, n int, zone bool) bool {
+	if n == 0 {
+		return true
 	}
-	return n < perPage
+	if total := gjson.GetBytes(body, "result_info.total_pages"); total.Exists() {
+		return page >= total.Int()
+	}
+	if zone && !gjson.GetBytes(body, "result_info.page").Exists() {
+		return true // an unpaged zone list is one page of everything
+	}
+	size := int64(perPage)
+	if pp := gjson.GetBytes(body, "result_info.per_page"); pp.Exists() && pp.Int() > 0 {
+		size = pp.Int()
+	}
+	return int64(n) < size
 }
 
-// listZone: the zone list takes no query parameters, so filter locally.
-func (c *client) listZone(ctx context.Context, zoneID, name string) ([]Token, error) {
-	var params zero_trust.AccessServiceTokenListParams
-	params.ZoneID.Value, params.ZoneID.Present = zoneID, true
-	var res *pagination.V4PagePaginationArray[zero_trust.ServiceToken]
-	x, err := c.call(ctx, "list", func(o option.RequestOption) (err error) {
-		res, err = c.svc.List(ctx, params, o)
-		return err
-	})
-	if err != nil {
-		return nil, err
+// complete refuses a list with fewer tokens than Cloudflare counted: pages
+// that shifted while others deleted tokens can hide one, and a token missing
+// from a list must never look deleted. (More than counted is harmless: a
+// token deleted meanwhile is found gone by the next GET.)
+func complete(x *exchange, got int, total gjson.Result) error {
+	if !total.Exists() {
+		return nil
 	}
-	if !gjson.GetBytes(x.body, "result").IsArray() {
-		return nil, c.malformed("list", x)
+	if want := int(total.Int()); got < want {
+		return &Error{Kind: KindTransient, Op: "list", HTTPStatus: x.status,
+			Message: fmt.Sprintf("incomplete list: %d tokens read, result_info.total_count says %d (tokens changed while paging?)", got, want)}
 	}
-	var out []Token
-	for _, t := range res.Result {
-		if tok := tokenFromJSON(t.JSON.RawJSON()); tok.ID != "" && (name == "" || tok.Name == name) {
-			out = append(out, tok)
-		}
-	}
-	return out, nil
+	return nil
 }
 
 func (c *client) Get(ctx context.Context, scope Scope, id string) (Token, error) {
@@ -307,21 +331,45 @@ func (c *client) credentialsOf(op string, x *exchange, raw, secret string) (Cred
 
 // tokenFromJSON reads a token from the raw result JSON, which also carries
 // the fields the typed SDK result lacks (created_at, updated_at, last_seen_at).
+// Every field is optional (create and rotate answers have no expires_at):
+// what is absent is marked Missing, so callers keep their last known value
+// instead of believing a default.
 func tokenFromJSON(raw string) Token {
 	r := gjson.Parse(raw)
-	enabled := r.Get("enabled")
-	return Token{
-		ID:       r.Get("id").String(),
-		ClientID: r.Get("client_id").String(),
-		Name:     r.Get("name").String(),
-		Duration: r.Get("duration").String(),
-		// Responses from before "enabled" existed describe enabled tokens.
-		Enabled:    !enabled.Exists() || enabled.Type == gjson.Null || enabled.Bool(),
+	t := Token{
+		ID:         r.Get("id").String(),
+		ClientID:   r.Get("client_id").String(),
+		Name:       r.Get("name").String(),
+		Duration:   r.Get("duration").String(),
+		Enabled:    true, // only a default: see Missing
 		ExpiresAt:  timeOf(r.Get("expires_at")),
 		CreatedAt:  timeOf(r.Get("created_at")),
 		UpdatedAt:  timeOf(r.Get("updated_at")),
 		LastSeenAt: timeOf(r.Get("last_seen_at")),
 	}
+	if e := r.Get("enabled"); e.Type == gjson.True || e.Type == gjson.False {
+		t.Enabled = e.Bool()
+	} else {
+		t.Missing |= FieldEnabled
+	}
+	if t.Name == "" {
+		t.Missing |= FieldName
+	}
+	if t.Duration == "" {
+		t.Missing |= FieldDuration
+	}
+	// A "forever" token has no expiry to report; any other absent or
+	// unreadable expires_at is unknown, not "never".
+	if t.ExpiresAt.IsZero() && t.Duration != "forever" {
+		t.Missing |= FieldExpiresAt
+	}
+	if t.CreatedAt.IsZero() {
+		t.Missing |= FieldCreatedAt
+	}
+	if t.UpdatedAt.IsZero() {
+		t.Missing |= FieldUpdatedAt
+	}
+	return t
 }
 
 // timeOf maps missing, null and unparseable timestamps to zero: they are

@@ -68,7 +68,7 @@ func TestGetReadsRawFieldsAndDefaults(t *testing.T) {
 	tok, err := c.Get(context.Background(), Scope{AccountID: testAccount}, "old")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(tok).To(Equal(Token{
-		ID: "old", ClientID: "c.access", Name: "n", Duration: "forever", Enabled: true,
+		ID: "old", ClientID: "c.access", Name: "n", Duration: "forever", Enabled: true, Missing: FieldEnabled,
 		CreatedAt:  time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC),
 		UpdatedAt:  time.Date(2024, 2, 3, 4, 5, 6, 5e8, time.UTC),
 		LastSeenAt: time.Date(2024, 3, 4, 5, 6, 7, 0, time.UTC),
@@ -218,4 +218,84 @@ func TestAPIKeyAuthentication(t *testing.T) {
 	g.Expect(h.Get("X-Auth-Key")).To(Equal("legacy-key"))
 	g.Expect(h.Get("X-Auth-Email")).To(Equal("ops@example.com"))
 	g.Expect(h.Get("Authorization")).To(BeEmpty())
+}
+
+// Without total_pages, full pages are followed until an empty one (as the
+// SDK's auto-pager and Terraform do).
+func TestListStopsOnAnEmptyPage(t *testing.T) {
+	g := NewWithT(t)
+	const total = 2000 // two full pages
+	srv, seen := recordingServer(t, func(r *http.Request) (int, string) {
+		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		from, to := min((page-1)*1000, total), min(page*1000, total)
+		return 200, fmt.Sprintf(`{"success":true,"errors":[],"messages":[],"result":%s,"result_info":{"page":%d,"per_page":1000,"count":%d}}`,
+			tokensJSON(from, to, func(int) string { return "svc" }), page, to-from)
+	})
+	c, _ := newTestClient(t, srv.URL, FactoryOptions{})
+	toks, err := c.List(context.Background(), Scope{AccountID: testAccount}, ListOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(toks).To(HaveLen(total))
+	g.Expect(seen()).To(HaveLen(3), "two full pages and the empty one")
+}
+
+// A list that read fewer tokens than result_info.total_count counted (pages
+// shifted while others deleted) is refused: a token missing from it must not
+// look deleted.
+func TestListRefusesFewerTokensThanTotalCount(t *testing.T) {
+	g := NewWithT(t)
+	srv, _ := recordingServer(t, func(r *http.Request) (int, string) {
+		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		if page > 1 {
+			return 200, `{"success":true,"errors":[],"messages":[],"result":[],"result_info":{"page":2,"per_page":1000,"count":0,"total_count":1001,"total_pages":2}}`
+		}
+		return 200, `{"success":true,"errors":[],"messages":[],"result":` + tokensJSON(0, 1000, func(int) string { return "svc" }) +
+			`,"result_info":{"page":1,"per_page":1000,"count":1000,"total_count":1001,"total_pages":2}}`
+	})
+	c, _ := newTestClient(t, srv.URL, FactoryOptions{})
+	toks, err := c.List(context.Background(), Scope{AccountID: testAccount}, ListOptions{})
+	g.Expect(KindOf(err)).To(Equal(KindTransient))
+	g.Expect(err.Error()).To(ContainSubstring("incomplete list: 1000 tokens read, result_info.total_count says 1001"))
+	g.Expect(toks).To(BeNil())
+}
+
+// A zone list that answers in pages is followed with ?page=N, although the
+// schema documents no query parameters for it.
+func TestListZoneFollowsResultInfo(t *testing.T) {
+	g := NewWithT(t)
+	srv, seen := recordingServer(t, func(r *http.Request) (int, string) {
+		page := 1
+		if p := r.URL.Query().Get("page"); p != "" {
+			page, _ = strconv.Atoi(p)
+		}
+		from, to := min((page-1)*2, 5), min(page*2, 5)
+		return 200, fmt.Sprintf(`{"success":true,"errors":[],"messages":[],"result":%s,"result_info":{"page":%d,"per_page":2,"count":%d,"total_count":5,"total_pages":3}}`,
+			tokensJSON(from, to, func(int) string { return "z" }), page, to-from)
+	})
+	c, _ := newTestClient(t, srv.URL, FactoryOptions{})
+	toks, err := c.List(context.Background(), Scope{ZoneID: testZone}, ListOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(toks).To(HaveLen(5))
+	reqs := seen()
+	g.Expect(reqs).To(HaveLen(3))
+	g.Expect(reqs[0].query).To(BeEmpty(), "the first request is the documented one")
+	g.Expect(reqs[2].query.Get("page")).To(Equal("3"))
+}
+
+// Every field of a token is optional: what an answer leaves out is marked
+// missing, and Fill takes it from the last known state of the same token.
+func TestMissingFieldsKeepTheLastKnownValue(t *testing.T) {
+	g := NewWithT(t)
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	lean := tokenFromJSON(`{"id":"t","client_id":"c.access","client_secret":"s","created_at":"2026-01-02T03:04:05Z"}`)
+	g.Expect(lean.Missing).To(Equal(FieldName | FieldDuration | FieldEnabled | FieldExpiresAt | FieldUpdatedAt))
+	g.Expect(lean.Knows(FieldCreatedAt)).To(BeTrue())
+
+	known := Token{ID: "t", Name: "n", Duration: "720h", Enabled: false, ExpiresAt: created.Add(720 * time.Hour), UpdatedAt: created}
+	filled := lean.Fill(known)
+	g.Expect(filled).To(Equal(Token{ID: "t", ClientID: "c.access", Name: "n", Duration: "720h", Enabled: false,
+		ExpiresAt: created.Add(720 * time.Hour), CreatedAt: created, UpdatedAt: created}))
+	g.Expect(lean.Fill(Token{ID: "other", Name: "x"})).To(Equal(lean), "another token's state is never used")
+
+	forever := tokenFromJSON(`{"id":"f","duration":"forever","enabled":true,"name":"n","created_at":"2026-01-02T03:04:05Z","updated_at":"2026-01-02T03:04:05Z"}`)
+	g.Expect(forever.Knows(FieldExpiresAt)).To(BeTrue(), "a forever token's absent expiry is known: none")
 }

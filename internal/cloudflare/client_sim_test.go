@@ -83,8 +83,9 @@ func TestClientAgainstSimulatorAccountLifecycle(t *testing.T) {
 	// get
 	tok, err := c.Get(ctx, acct, creds.ID)
 	g.Expect(err).NotTo(HaveOccurred())
-	want := creds.Token // create's response carries no expires_at; get does
-	want.ExpiresAt = testEpoch.Add(24 * time.Hour)
+	g.Expect(creds.Knows(FieldExpiresAt)).To(BeFalse(), "create's response carries no expires_at")
+	want := creds.Token // get does
+	want.ExpiresAt, want.Missing = testEpoch.Add(24*time.Hour), 0
 	g.Expect(tok).To(Equal(want))
 
 	// list: a name filter, and more than one page
@@ -228,32 +229,57 @@ func TestClientAgainstSimulatorFaults(t *testing.T) {
 	g.Expect(found).To(HaveLen(1), "observing finds what the lost create made")
 }
 
-// The simulator's own budget answers 429: the client pauses the account and
-// the next call is refused without reaching the server.
-func TestClientAgainstSimulatorRateLimit(t *testing.T) {
+// The client reads the simulator's Ratelimit header and stops short of the
+// budget: Cloudflare's lockout never happens, and calls resume when the
+// window resets.
+func TestClientAgainstSimulatorStopsBeforeTheBudget(t *testing.T) {
 	g := NewWithT(t)
-	env := newSimEnv(t, func(o *sim.Options) { o.RateLimit = sim.RateLimit{Requests: 3, Period: time.Minute} })
+	env := newSimEnv(t, func(o *sim.Options) { o.RateLimit = sim.RateLimit{Requests: 20, Period: time.Minute} })
 	c := env.client(t, simWriter)
 	ctx := context.Background()
 	acct := Scope{AccountID: simAccount}
 
-	for range 3 {
-		_, err := c.List(ctx, acct, ListOptions{})
-		g.Expect(err).NotTo(HaveOccurred())
+	var err error
+	for range 50 {
+		if _, err = c.List(ctx, acct, ListOptions{}); err != nil {
+			break
+		}
 	}
-	_, err := c.List(ctx, acct, ListOptions{})
 	g.Expect(KindOf(err)).To(Equal(KindRateLimited))
+	g.Expect(err.Error()).To(ContainSubstring("Ratelimit header"))
 	wait := RetryAfterOf(err)
 	g.Expect(wait).To(BeNumerically(">", 0))
 	g.Expect(wait).To(BeNumerically("<=", time.Minute))
-	g.Expect(env.sim.Stats().Requests).To(Equal(4))
-
-	_, err = c.Create(ctx, acct, TokenSpec{Name: "x", Enabled: true})
-	g.Expect(KindOf(err)).To(Equal(KindRateLimited))
-	g.Expect(env.sim.Stats().Requests).To(Equal(4), "refused locally during the pause")
+	st := env.sim.Stats()
+	g.Expect(st.RateLimited).To(BeZero(), "never a 429 from the budget")
+	g.Expect(st.Requests).To(Equal(20-reserveOf(20)), "spends all but the reserve")
 
 	env.clock.Step(wait)
 	_, err = c.Create(ctx, acct, TokenSpec{Name: "x", Enabled: true})
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(env.sim.Stats().Requests).To(Equal(5))
+}
+
+// A 429 (here injected) pauses the credentials: the next call is refused
+// without reaching the server, until Retry-After has passed.
+func TestClientAgainstSimulator429Pauses(t *testing.T) {
+	g := NewWithT(t)
+	env := newSimEnv(t)
+	c := env.client(t, simWriter)
+	ctx := context.Background()
+	acct := Scope{AccountID: simAccount}
+
+	env.sim.SetFaults(sim.Faults{Rate: 1, Kinds: []sim.FaultKind{sim.Fault429}, RetryAfter: 30 * time.Second})
+	_, err := c.List(ctx, acct, ListOptions{})
+	g.Expect(KindOf(err)).To(Equal(KindRateLimited))
+	g.Expect(RetryAfterOf(err)).To(Equal(30 * time.Second))
+	env.sim.SetFaults(sim.Faults{})
+
+	_, err = c.Create(ctx, acct, TokenSpec{Name: "x", Enabled: true})
+	g.Expect(KindOf(err)).To(Equal(KindRateLimited))
+	g.Expect(env.sim.Stats().Requests).To(Equal(1), "refused locally during the pause")
+
+	env.clock.Step(30 * time.Second)
+	_, err = c.Create(ctx, acct, TokenSpec{Name: "x", Enabled: true})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(env.sim.Stats().Requests).To(Equal(2))
 }

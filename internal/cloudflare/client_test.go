@@ -136,8 +136,18 @@ type errCase struct {
 func errorCases() []errCase {
 	json := "application/json"
 	return []errCase{
-		{name: "404", handler: reply(404, json, failure(7003, "Could not route to /x"), "CF-Ray", "8a1b2c3d4e5f6a7b-LHR"),
-			readKind: KindNotFound, mutatingKind: KindNotFound, status: 404, codes: []int{7003}, ray: "8a1b2c3d4e5f6a7b-LHR", message: "Could not route"},
+		{name: "404 token", handler: reply(404, json, failure(10404, "service token not found"), "CF-Ray", "8a1b2c3d4e5f6a7b-LHR"),
+			readKind: KindNotFound, mutatingKind: KindNotFound, status: 404, codes: []int{10404}, ray: "8a1b2c3d4e5f6a7b-LHR", message: "not found"},
+		// An unknown account or zone is no proof that a token is gone.
+		{name: "404 code 7003", handler: reply(404, json, failure(7003, "Could not route to /accounts/x/access/service_tokens, perhaps your object identifier is invalid?"), "CF-Ray", "ray-7003"),
+			readKind: KindUnreachable, mutatingKind: KindUnreachable, status: 404, codes: []int{7003}, ray: "ray-7003", message: "Could not route"},
+		{name: "400 code 7003", handler: reply(400, json, failure(7003, "Could not route to /zones/x")),
+			readKind: KindUnreachable, mutatingKind: KindUnreachable, status: 400, codes: []int{7003}, message: "Could not route"},
+		{name: "404 code 7000", handler: reply(404, json, failure(7000, "No route for that URI")),
+			readKind: KindUnreachable, mutatingKind: KindUnreachable, status: 404, codes: []int{7000}, message: "No route"},
+		// Malformed credentials: the error_chain names the header.
+		{name: "400 code 6003", handler: reply(400, json, `{"success":false,"errors":[{"code":6003,"message":"Invalid request headers","error_chain":[{"code":6111,"message":"Invalid format for Authorization header"}]}],"messages":[],"result":null}`),
+			readKind: KindAuth, mutatingKind: KindAuth, status: 400, codes: []int{6003, 6111}, message: "Invalid request headers (Invalid format for Authorization header)"},
 		{name: "401", handler: reply(401, json, failure(10000, "Authentication error"), "CF-Ray", "ray-401"),
 			readKind: KindAuth, mutatingKind: KindAuth, status: 401, codes: []int{10000}, ray: "ray-401"},
 		{name: "403 code 10000", handler: reply(403, json, failure(10000, "Authentication error"), "CF-Ray", "ray-403"),
@@ -146,8 +156,13 @@ func errorCases() []errCase {
 			readKind: KindInvalid, mutatingKind: KindInvalid, status: 400, codes: []int{12130}, ray: "ray-400", message: "duration: invalid duration"},
 		{name: "422", handler: reply(422, json, failure(1001, "unprocessable")),
 			readKind: KindInvalid, mutatingKind: KindInvalid, status: 422, codes: []int{1001}},
-		{name: "409 other 4xx", handler: reply(409, json, failure(1002, "conflict")),
-			readKind: KindInvalid, mutatingKind: KindInvalid, status: 409, codes: []int{1002}},
+		// Not applied: safe to retry, like the SDK does.
+		{name: "409", handler: reply(409, json, failure(1002, "conflict")),
+			readKind: KindTransient, mutatingKind: KindTransient, status: 409, codes: []int{1002}},
+		{name: "408", handler: reply(408, "text/plain", "request timeout"),
+			readKind: KindTransient, mutatingKind: KindTransient, status: 408, message: "Request Timeout"},
+		{name: "418 other 4xx", handler: reply(418, json, failure(1003, "teapot")),
+			readKind: KindInvalid, mutatingKind: KindInvalid, status: 418, codes: []int{1003}},
 		{name: "429 seconds", handler: reply(429, json, failure(971, "Please wait and consider throttling your request speed"), "Retry-After", "7", "CF-Ray", "ray-429"),
 			readKind: KindRateLimited, mutatingKind: KindRateLimited, status: 429, codes: []int{971}, ray: "ray-429", retryAfter: 7 * time.Second},
 		{name: "429 http date", handler: reply(429, json, failure(971, "slow down"), "Retry-After", testEpoch.Add(90*time.Second).Format(http.TimeFormat)),

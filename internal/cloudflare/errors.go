@@ -11,10 +11,17 @@ import (
 type ErrorKind string
 
 const (
-	// KindNotFound: the token does not exist (HTTP 404).
+	// KindNotFound: the token does not exist (HTTP 404 that is not a routing
+	// error). Only this kind proves a token is gone.
 	KindNotFound ErrorKind = "NotFound"
-	// KindAuth: bad or under-privileged credentials (401/403). Terminal until
-	// the credentials change.
+	// KindUnreachable: Cloudflare could not route the path (codes 7003/7000):
+	// the account or zone does not exist or these credentials cannot reach
+	// it. It says nothing about the token. Terminal until the account, zone
+	// or credentials change.
+	KindUnreachable ErrorKind = "Unreachable"
+	// KindAuth: bad, malformed or under-privileged credentials (401/403, and
+	// 400 with code 6003 "Invalid request headers"). Terminal until the
+	// credentials change.
 	KindAuth ErrorKind = "Unauthorized"
 	// KindInvalid: Cloudflare rejected the request (400/422 and other 4xx).
 	// Terminal until the spec changes.
@@ -22,8 +29,8 @@ const (
 	// KindRateLimited: 429 from Cloudflare, or the client-side budget is spent.
 	// Wait RetryAfter, then try again.
 	KindRateLimited ErrorKind = "RateLimited"
-	// KindTransient: 5xx, timeouts, connection errors on reads and idempotent
-	// writes. Retry with backoff.
+	// KindTransient: 5xx, 408, 409, timeouts, connection errors on reads and
+	// idempotent writes, and lists that look incomplete. Retry with backoff.
 	KindTransient ErrorKind = "Transient"
 	// KindOutcomeUnknown: a create, rotate or delete whose response was lost;
 	// the change may have happened. Observe before acting again.
@@ -79,7 +86,8 @@ func KindOf(err error) ErrorKind {
 	return ""
 }
 
-// IsNotFound reports whether err says the token does not exist.
+// IsNotFound reports whether err says the token does not exist. An unknown
+// account or zone (KindUnreachable) is not "not found".
 func IsNotFound(err error) bool { return KindOf(err) == KindNotFound }
 
 // RetryAfterOf returns how long a rate-limited error asks to wait (0 otherwise).

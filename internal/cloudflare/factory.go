@@ -38,8 +38,13 @@ type FactoryOptions struct {
 // LimiterSource is implemented by the factory NewFactory returns: a
 // scheduler can look at an account's remaining budget before it calls.
 type LimiterSource interface {
-	// Limiter returns the account's limiter, nil before its first client.
+	// Limiter returns the account's limiter (shared by every account using
+	// the same credentials), nil before its first client.
 	Limiter(key string) *Limiter
+	// CredentialsKey identifies the credentials (and base URL) of the
+	// account's current client, without revealing them: accounts that share
+	// it share one budget and see the same tokens. "" before its first client.
+	CredentialsKey(key string) string
 }
 
 type factory struct {
@@ -48,14 +53,16 @@ type factory struct {
 	metrics recorder
 	hashKey []byte // per-process HMAC key, so cached hashes reveal nothing
 
-	mu      sync.Mutex
-	entries map[string]*entry
+	mu       sync.Mutex
+	entries  map[string]*entry
+	limiters map[string]*Limiter // by credentials hash: Cloudflare budgets per user
 }
 
 // entry is one account's cached client. Credentials are kept only inside
 // the client, never as map keys or here.
 type entry struct {
 	hash    string
+	budget  RateLimit
 	client  *client
 	limiter *Limiter
 }
@@ -93,17 +100,20 @@ func NewFactory(opts FactoryOptions) Factory {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	return &factory{
-		opts:    opts,
-		http:    hc,
-		metrics: recorder{on: opts.Metrics},
-		hashKey: key,
-		entries: map[string]*entry{},
+		opts:     opts,
+		http:     hc,
+		metrics:  recorder{on: opts.Metrics},
+		hashKey:  key,
+		entries:  map[string]*entry{},
+		limiters: map[string]*Limiter{},
 	}
 }
 
 // ClientFor returns the cached client of cfg.Key, rebuilding it when the
-// credentials or base URL changed. The limiter survives a rebuild (with its
-// queue and any 429 pause) unless the budget changed.
+// credentials or base URL changed. Clients with the same credentials share
+// one limiter (with its queue and any 429 pause), whatever account object
+// they serve: Cloudflare counts every request of a user against one budget.
+// Its budget is the smallest any of those accounts configures.
 func (f *factory) ClientFor(cfg AccountConfig) (Client, error) {
 	if err := validate(&cfg); err != nil {
 		return nil, err
@@ -114,18 +124,67 @@ func (f *factory) ClientFor(cfg AccountConfig) (Client, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e := f.entries[cfg.Key]
-	if e != nil && e.hash == hash && e.limiter.Budget() == budget {
+	if e != nil && e.hash == hash && e.budget == budget {
 		return e.client, nil
 	}
-	var lim *Limiter
-	if e != nil && e.limiter.Budget() == budget {
-		lim = e.limiter
-	} else {
-		lim = newLimiter(budget, f.opts.MaxWait, f.opts.Clock, f.metrics)
+	old := e
+	lim := f.limiters[hash]
+	if lim == nil && old != nil && old.hash != hash && f.usersLocked(old.hash) == 1 {
+		// New credentials of the same account (a rotated API token, most
+		// likely of the same user): its queue and any 429 pause carry over.
+		lim = old.limiter
+		delete(f.limiters, old.hash)
+		f.limiters[hash] = lim
 	}
-	c := newClient(cfg, f.http, f.opts.RequestTimeout, lim, f.metrics, f.opts.Clock)
-	f.entries[cfg.Key] = &entry{hash: hash, client: c, limiter: lim}
-	return c, nil
+	if lim == nil {
+		lim = newLimiter(budget, f.opts.MaxWait, f.opts.Clock, f.metrics)
+		f.limiters[hash] = lim
+	}
+	e = &entry{hash: hash, budget: budget, limiter: lim,
+		client: newClient(cfg, f.http, f.opts.RequestTimeout, lim, f.metrics, f.opts.Clock)}
+	f.entries[cfg.Key] = e
+	if old != nil && old.hash != hash && f.limiters[old.hash] != nil {
+		f.releaseLocked(old.hash)
+	}
+	lim.setBudget(f.smallestBudgetLocked(hash))
+	return e.client, nil
+}
+
+// smallestBudgetLocked is the tightest budget among the accounts on hash.
+func (f *factory) smallestBudgetLocked(hash string) RateLimit {
+	var out RateLimit
+	for _, e := range f.entries {
+		if e.hash != hash {
+			continue
+		}
+		if out.Requests == 0 || perSecond(e.budget) < perSecond(out) {
+			out = e.budget
+		}
+	}
+	return out
+}
+
+func perSecond(b RateLimit) float64 { return float64(b.Requests) / b.Period.Seconds() }
+
+func (f *factory) usersLocked(hash string) int {
+	n := 0
+	for _, e := range f.entries {
+		if e.hash == hash {
+			n++
+		}
+	}
+	return n
+}
+
+// releaseLocked drops the limiter of hash once no account uses it.
+func (f *factory) releaseLocked(hash string) {
+	for _, e := range f.entries {
+		if e.hash == hash {
+			f.limiters[hash].setBudget(f.smallestBudgetLocked(hash))
+			return
+		}
+	}
+	delete(f.limiters, hash)
 }
 
 func (f *factory) Cached(key string) (Client, bool) {
@@ -140,7 +199,10 @@ func (f *factory) Cached(key string) (Client, bool) {
 func (f *factory) Forget(key string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.entries, key)
+	if e := f.entries[key]; e != nil {
+		delete(f.entries, key)
+		f.releaseLocked(e.hash)
+	}
 }
 
 func (f *factory) Limiter(key string) *Limiter {
@@ -150,6 +212,15 @@ func (f *factory) Limiter(key string) *Limiter {
 		return e.limiter
 	}
 	return nil
+}
+
+func (f *factory) CredentialsKey(key string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e := f.entries[key]; e != nil {
+		return "credentials:" + e.hash[:16]
+	}
+	return ""
 }
 
 // hash identifies the credentials and base URL without keeping them.

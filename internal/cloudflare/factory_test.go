@@ -52,19 +52,32 @@ func TestFactoryCachesAndRebuilds(t *testing.T) {
 	g.Expect(c3).NotTo(BeIdenticalTo(c2))
 	g.Expect(lims.Limiter(cfg.Key)).To(BeIdenticalTo(lim))
 
-	// New budget: new limiter.
+	// New budget: the same limiter, with the new budget.
 	cfg.RateLimit = RateLimit{Requests: 10, Period: time.Minute}
 	c4, _ := f.ClientFor(cfg)
 	g.Expect(c4).NotTo(BeIdenticalTo(c3))
-	g.Expect(lims.Limiter(cfg.Key)).NotTo(BeIdenticalTo(lim))
+	g.Expect(lims.Limiter(cfg.Key)).To(BeIdenticalTo(lim))
 	g.Expect(lims.Limiter(cfg.Key).Budget()).To(Equal(cfg.RateLimit))
 
-	// Other keys share nothing.
+	// Another account object on the same credentials shares the limiter
+	// (Cloudflare budgets per user), and the tighter budget wins.
 	other := cfg
 	other.Key = "CloudflareAccount/ns/b"
+	other.RateLimit = RateLimit{Requests: 5, Period: time.Minute}
 	c5, _ := f.ClientFor(other)
 	g.Expect(c5).NotTo(BeIdenticalTo(c4))
-	g.Expect(lims.Limiter(other.Key)).NotTo(BeIdenticalTo(lims.Limiter(cfg.Key)))
+	g.Expect(lims.Limiter(other.Key)).To(BeIdenticalTo(lims.Limiter(cfg.Key)))
+	g.Expect(lims.Limiter(cfg.Key).Budget()).To(Equal(other.RateLimit))
+	g.Expect(lims.CredentialsKey(other.Key)).To(Equal(lims.CredentialsKey(cfg.Key)))
+
+	// Other credentials share nothing.
+	third := cfg
+	third.Key, third.APIToken = "CloudflareAccount/ns/c", "token-three"
+	_, _ = f.ClientFor(third)
+	g.Expect(lims.Limiter(third.Key)).NotTo(BeIdenticalTo(lims.Limiter(cfg.Key)))
+	g.Expect(lims.CredentialsKey(third.Key)).NotTo(Equal(lims.CredentialsKey(cfg.Key)))
+	f.Forget(other.Key)
+	g.Expect(lims.Limiter(cfg.Key).Budget()).To(Equal(cfg.RateLimit), "the budget loosens when the tighter account goes")
 
 	// Forget drops client and limiter.
 	f.Forget(cfg.Key)

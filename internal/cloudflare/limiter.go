@@ -3,6 +3,9 @@ package cloudflare
 import (
 	"context"
 	"math"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,13 +21,21 @@ var DefaultRateLimit = RateLimit{Requests: 1200, Period: 5 * time.Minute}
 // refused with KindRateLimited instead.
 const DefaultMaxWait = 2 * time.Second
 
-// Limiter is the client-side request budget of one account, shared by every
-// caller of that account. It is a token bucket with FIFO reservations: each
+// Limiter is the client-side request budget of one Cloudflare credential,
+// shared by every account object and scope that uses it (Cloudflare counts
+// per user). It is a token bucket with FIFO reservations: each
 // caller takes the next free slot in arrival order. A caller whose slot is
 // further away than the max wait is refused at once (KindRateLimited, with
 // the time until its slot) without taking the slot, so a reconcile worker is
 // requeued instead of parked. A 429 from Cloudflare pauses the whole account
 // until its Retry-After has passed.
+//
+// Cloudflare's Ratelimit headers steer it (Observe): the budget is shared
+// with every other client of the user (Terraform, scripts, the dashboard), so
+// only the headers tell what is really left. The limiter paces itself to
+// spend what remains, less a reserve, by the time the window resets, and
+// holds every call when the remainder is down to the reserve: exceeding
+// the budget would lock the user out for five minutes.
 type Limiter struct {
 	clock   clock.Clock
 	budget  RateLimit
@@ -33,7 +44,12 @@ type Limiter struct {
 
 	mu          sync.Mutex
 	bucket      *rate.Limiter
+	base        rate.Limit // the configured refill rate, capped by the published policy
 	pausedUntil time.Time
+	pauseMsg    string
+	// steeredUntil is when the window the last Ratelimit header described
+	// resets; until then the refill may be below base.
+	steeredUntil time.Time
 	// paused is closed (and replaced) by Pause so queued callers wake up and
 	// give their slot back instead of sending into a known 429.
 	paused chan struct{}
@@ -64,6 +80,7 @@ func newLimiter(budget RateLimit, maxWait time.Duration, clk clock.Clock, m reco
 		maxWait: maxWait,
 		metrics: m,
 		bucket:  rate.NewLimiter(r, b),
+		base:    r,
 		paused:  make(chan struct{}),
 	}
 }
@@ -107,7 +124,24 @@ func (l *Limiter) Tokens() float64 {
 func (l *Limiter) Delay() time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.delayLocked(l.clock.Now())
+	now := l.clock.Now()
+	l.unsteerLocked(now)
+	return l.delayLocked(now)
+}
+
+// setBudget changes the configured budget in place, keeping any pause.
+func (l *Limiter) setBudget(b RateLimit) {
+	b = normalizeBudget(b)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b == l.budget {
+		return
+	}
+	now := l.clock.Now()
+	r, burst := bucketFor(b)
+	l.budget, l.base, l.steeredUntil = b, r, time.Time{}
+	l.bucket.SetLimitAt(now, r)
+	l.bucket.SetBurstAt(now, burst)
 }
 
 func (l *Limiter) delayLocked(now time.Time) time.Duration {
@@ -133,12 +167,106 @@ func (l *Limiter) slotDelayLocked(now time.Time) time.Duration {
 func (l *Limiter) Pause(d time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	until := l.clock.Now().Add(d)
+	l.pauseLocked(l.clock.Now().Add(d), msgPaused)
+}
+
+func (l *Limiter) pauseLocked(until time.Time, msg string) {
 	if until.After(l.pausedUntil) {
-		l.pausedUntil = until
+		l.pausedUntil, l.pauseMsg = until, msg
 		close(l.paused)
 		l.paused = make(chan struct{})
 	}
+}
+
+// Observe reads Cloudflare's rate-limit headers from any response:
+// Ratelimit: "default";r=<remaining>;t=<seconds to reset> and
+// Ratelimit-Policy: "<name>";q=<quota>;w=<window seconds>. Responses
+// without them change nothing.
+func (l *Limiter) Observe(h http.Header) {
+	remaining, reset, ok := parseRatelimit(h.Get("Ratelimit"))
+	if !ok {
+		return
+	}
+	quota, window, hasPolicy := parsePolicy(h.Get("Ratelimit-Policy"))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.clock.Now()
+	if hasPolicy { // the published budget caps ours when it is smaller
+		if r, _ := bucketFor(RateLimit{Requests: quota, Period: window}); r < l.base {
+			l.base = r
+		}
+	}
+	if !hasPolicy {
+		quota = l.budget.Requests
+	}
+	left := remaining - reserveOf(quota)
+	until := now.Add(reset)
+	if left <= 0 {
+		// Someone (we or another client of the user) spent the budget down to
+		// the reserve: wait for the window to reset rather than cause the
+		// lockout.
+		l.pauseLocked(until, msgHeld)
+		return
+	}
+	// Spend what is left evenly until the reset, never faster than base.
+	target := rate.Limit(float64(left) / max(reset.Seconds(), 1))
+	l.steeredUntil = until
+	l.bucket.SetLimitAt(now, min(l.base, target))
+}
+
+// unsteerLocked restores the base rate once the window the headers
+// described has reset (the next response steers again).
+func (l *Limiter) unsteerLocked(now time.Time) {
+	if !l.steeredUntil.IsZero() && !now.Before(l.steeredUntil) {
+		l.steeredUntil = time.Time{}
+		l.bucket.SetLimitAt(now, l.base)
+	}
+}
+
+// reserveOf is the part of a quota the limiter never spends: requests in
+// flight when a header was sent, and room for a person in the dashboard.
+func reserveOf(quota int) int { return max(int(math.Ceil(float64(quota)/50)), 5) }
+
+// parseRatelimit reads r and t of the first item of a Ratelimit header.
+func parseRatelimit(v string) (remaining int, reset time.Duration, ok bool) {
+	params := headerParams(v)
+	r, okR := params["r"]
+	t, okT := params["t"]
+	if !okR || !okT || r < 0 || t < 0 {
+		return 0, 0, false
+	}
+	return r, time.Duration(t) * time.Second, true
+}
+
+// parsePolicy reads q and w of the first item of a Ratelimit-Policy header.
+func parsePolicy(v string) (quota int, window time.Duration, ok bool) {
+	params := headerParams(v)
+	q, okQ := params["q"]
+	w, okW := params["w"]
+	if !okQ || !okW || q <= 0 || w <= 0 {
+		return 0, 0, false
+	}
+	return q, time.Duration(w) * time.Second, true
+}
+
+// headerParams parses the integer parameters of the first member of a
+// structured-field list such as "default";r=50;t=30.
+func headerParams(v string) map[string]int {
+	first, _, _ := strings.Cut(v, ",")
+	out := map[string]int{}
+	for i, part := range strings.Split(first, ";") {
+		if i == 0 {
+			continue // the item's name
+		}
+		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(val)); err == nil {
+			out[strings.ToLower(strings.TrimSpace(k))] = n
+		}
+	}
+	return out
 }
 
 // Wait admits one request, waiting at most the max wait for its slot. It
@@ -160,11 +288,13 @@ func (l *Limiter) wait(ctx context.Context) (time.Duration, error) {
 	}
 	l.mu.Lock()
 	now := l.clock.Now()
+	l.unsteerLocked(now)
 	// During a pause every call is refused at once: the account is known to be
 	// over Cloudflare's limit, and sleeping through it would park a worker.
 	if pause := l.pausedUntil.Sub(now); pause > 0 {
+		msg := l.pauseMsg
 		l.mu.Unlock()
-		return 0, l.refuse(pause, msgPaused)
+		return 0, l.refuse(pause, msg)
 	}
 	if wait := l.slotDelayLocked(now); wait > l.maxWait || !fitsDeadline(ctx, wait) {
 		retry := l.promiseLocked(now, wait)
@@ -183,14 +313,15 @@ func (l *Limiter) wait(ctx context.Context) (time.Duration, error) {
 	defer timer.Stop()
 	select {
 	case <-timer.C():
-		if pause := l.pauseLeft(); pause > 0 {
+		if pause, msg := l.pauseLeft(); pause > 0 {
 			l.giveBack(res)
-			return 0, l.refuse(pause, msgPaused)
+			return 0, l.refuse(pause, msg)
 		}
 		return delay, nil
 	case <-paused:
 		l.giveBack(res)
-		return 0, l.refuse(l.pauseLeft(), msgPaused)
+		pause, msg := l.pauseLeft()
+		return 0, l.refuse(pause, msg)
 	case <-ctx.Done():
 		l.giveBack(res)
 		return 0, &Error{Kind: KindTransient, Message: "context done while waiting for the rate limiter", Err: ctx.Err()}
@@ -204,9 +335,11 @@ func (l *Limiter) wait(ctx context.Context) (time.Duration, error) {
 func (l *Limiter) Admit() error {
 	l.mu.Lock()
 	now := l.clock.Now()
+	l.unsteerLocked(now)
 	if pause := l.pausedUntil.Sub(now); pause > 0 {
+		msg := l.pauseMsg
 		l.mu.Unlock()
-		return l.refuse(pause, msgPaused)
+		return l.refuse(pause, msg)
 	}
 	wait := l.slotDelayLocked(now)
 	if wait <= l.maxWait {
@@ -229,10 +362,10 @@ func (l *Limiter) promiseLocked(now time.Time, wait time.Duration) time.Duration
 	return at.Sub(now)
 }
 
-func (l *Limiter) pauseLeft() time.Duration {
+func (l *Limiter) pauseLeft() (time.Duration, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return max(l.pausedUntil.Sub(l.clock.Now()), 0)
+	return max(l.pausedUntil.Sub(l.clock.Now()), 0), l.pauseMsg
 }
 
 func (l *Limiter) giveBack(res *rate.Reservation) {
@@ -242,7 +375,8 @@ func (l *Limiter) giveBack(res *rate.Reservation) {
 }
 
 const (
-	msgPaused = "account paused after Cloudflare answered 429"
+	msgPaused = "credentials paused after Cloudflare answered 429"
+	msgHeld   = "Cloudflare's Ratelimit header shows the user's budget nearly spent (by this operator or other clients of the same user); waiting for the window to reset"
 	msgBudget = "client-side rate limit: budget spent"
 )
 

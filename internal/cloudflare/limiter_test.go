@@ -2,6 +2,8 @@ package cloudflare
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"sort"
 	"sync"
 	"testing"
@@ -230,4 +232,108 @@ func TestLimiterRefusalsArePromisedDistinctSlots(t *testing.T) {
 	g.Expect(RetryAfterOf(first)).To(Equal(time.Second))
 	g.Expect(RetryAfterOf(second)).To(Equal(2 * time.Second))
 	g.Expect(lim.Tokens()).To(Equal(before), "refusals take no slot")
+}
+
+func TestRatelimitHeaderParsing(t *testing.T) {
+	for name, tc := range map[string]struct {
+		ratelimit, policy string
+		remaining         int
+		reset             time.Duration
+		ok                bool
+		quota             int
+		window            time.Duration
+		hasPolicy         bool
+	}{
+		"Cloudflare's example": {`"default";r=50;t=30`, `"burst";q=100;w=60`, 50, 30 * time.Second, true, 100, time.Minute, true},
+		"spaces and case":      {`"default"; R=7 ; t=1`, `"x"; q=1200; w=300`, 7, time.Second, true, 1200, 5 * time.Minute, true},
+		"first item only":      {`"a";r=1;t=2, "b";r=99;t=99`, `"a";q=3;w=4, "b";q=5;w=6`, 1, 2 * time.Second, true, 3, 4 * time.Second, true},
+		"missing t":            {`"default";r=50`, ``, 0, 0, false, 0, 0, false},
+		"garbage":              {`r=x;t=y`, `q=;w=`, 0, 0, false, 0, 0, false},
+		"negative":             {`"d";r=-1;t=5`, `"d";q=0;w=5`, 0, 0, false, 0, 0, false},
+		"absent":               {``, ``, 0, 0, false, 0, 0, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			r, reset, ok := parseRatelimit(tc.ratelimit)
+			g.Expect([]any{r, reset, ok}).To(Equal([]any{tc.remaining, tc.reset, tc.ok}))
+			q, w, hasPolicy := parsePolicy(tc.policy)
+			g.Expect([]any{q, w, hasPolicy}).To(Equal([]any{tc.quota, tc.window, tc.hasPolicy}))
+		})
+	}
+}
+
+func rateHeaders(remaining, reset, quota, window int) http.Header {
+	h := http.Header{}
+	h.Set("Ratelimit", fmt.Sprintf(`"default";r=%d;t=%d`, remaining, reset))
+	h.Set("Ratelimit-Policy", fmt.Sprintf(`"default";q=%d;w=%d`, quota, window))
+	return h
+}
+
+// What the headers say is left, less a reserve, is spread over the rest of
+// the window; at the reserve every call waits for the reset; after the
+// reset the configured rate is back.
+func TestLimiterFollowsRatelimitHeaders(t *testing.T) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(testEpoch)
+	lim := NewLimiter(RateLimit{Requests: 1200, Period: 5 * time.Minute}, time.Nanosecond, clk)
+	base := lim.bucket.Limit()
+
+	lim.Observe(rateHeaders(124, 100, 1200, 300)) // 100 left after the reserve of 24, for 100 s
+	g.Expect(float64(lim.bucket.Limit())).To(BeNumerically("~", 1.0, 1e-9))
+
+	lim.Observe(rateHeaders(reserveOf(1200), 40, 1200, 300)) // others spent the rest
+	err := lim.Wait(context.Background())
+	g.Expect(KindOf(err)).To(Equal(KindRateLimited))
+	g.Expect(err.Error()).To(ContainSubstring("Ratelimit header"))
+	g.Expect(RetryAfterOf(err)).To(Equal(40 * time.Second))
+	g.Expect(lim.Admit()).To(HaveOccurred())
+
+	clk.Step(100 * time.Second) // both windows the headers described are over
+	g.Expect(lim.Admit()).To(Succeed())
+	g.Expect(lim.bucket.Limit()).To(Equal(base))
+
+	// A published policy tighter than the configured budget caps it.
+	lim.Observe(rateHeaders(600, 300, 600, 300))
+	clk.Step(301 * time.Second)
+	g.Expect(lim.Admit()).To(Succeed())
+	want, _ := bucketFor(RateLimit{Requests: 600, Period: 5 * time.Minute})
+	g.Expect(lim.bucket.Limit()).To(Equal(want))
+
+	// Headers that cannot be read change nothing.
+	lim.Observe(http.Header{"Ratelimit": {"nonsense"}})
+	g.Expect(lim.bucket.Limit()).To(Equal(want))
+}
+
+// A user's fixed-window budget shared with an outside consumer spending 40%
+// of it: steered by the headers, the operator never exceeds the budget (no
+// lockout) and still gets nearly all of what the outsider leaves.
+func TestLimiterSharesTheUserBudgetWithAnOutsideConsumer(t *testing.T) {
+	g := NewWithT(t)
+	const quota, outside = 1200, 0.4
+	window := 5 * time.Minute
+	clk := clocktesting.NewFakeClock(testEpoch)
+	lim := NewLimiter(RateLimit{Requests: quota, Period: window}, time.Nanosecond, clk)
+
+	step := 50 * time.Millisecond
+	start := clk.Now()
+	ours := 0
+	for w := 0; w < 4; w++ {
+		windowStart := start.Add(time.Duration(w) * window)
+		count, spentOutside := 0, 0
+		for clk.Now().Before(windowStart.Add(window)) {
+			elapsed := clk.Now().Sub(windowStart)
+			due := int(outside * quota * elapsed.Seconds() / window.Seconds())
+			count += due - spentOutside
+			spentOutside = due
+			for lim.Wait(context.Background()) == nil {
+				count++
+				ours++
+				g.Expect(count).To(BeNumerically("<=", quota), "window %d exceeded: Cloudflare would lock the user out", w)
+				lim.Observe(rateHeaders(quota-count, int(windowStart.Add(window).Sub(clk.Now()).Seconds()+0.999), quota, int(window.Seconds())))
+			}
+			clk.Step(step)
+		}
+	}
+	left := (1 - outside) * quota * 4
+	g.Expect(float64(ours)).To(BeNumerically(">=", 0.9*left), "the operator gets most of what is left: %d of %.0f", ours, left)
 }

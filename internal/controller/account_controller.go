@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"sync"
 	"time"
 
@@ -47,8 +48,8 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	acc, err := r.Accounts.get(ctx, r.Kind, req.Namespace, req.Name)
 	if apierrors.IsNotFound(err) {
 		key := accountKey(r.Kind, req.Namespace, req.Name)
+		r.Inventory.Forget(r.Accounts.sharedKey(key)) // others on the same credentials list again
 		r.Accounts.Factory.Forget(key)
-		r.Inventory.Forget(key)
 		return ctrl.Result{}, nil
 	}
 	if err != nil {
@@ -77,22 +78,28 @@ func (r *AccountReconciler) check(ctx context.Context, acc *account) (*metav1.Co
 		}
 		return nil, ctrl.Result{}, err
 	}
+	oldShared := r.Accounts.sharedKey(acc.Key)
 	c, err := r.Accounts.Factory.ClientFor(cfg)
 	if err != nil {
 		return notReady(v1alpha1.ReasonCredentialsInvalid, err.Error()), recheck, nil
 	}
+	shared := r.Accounts.sharedKey(acc.Key)
 	fp := fingerprint(cfg)
-	if old := r.fingerprint(acc.Key); old != "" && old != fp {
+	if old := r.fingerprint(acc.Key); old != "" && old != fp && oldShared != shared {
 		// Other credentials may see other tokens. (A process's first check
 		// keeps what ServiceTokens listed with these same credentials.)
-		r.Inventory.Forget(acc.Key)
+		r.Inventory.Forget(oldShared)
 	}
 	notBefore := r.Clock.Now().Add(-r.DriftCheckPeriod)
-	if _, err := r.Inventory.Lookup(ctx, c, acc.Key, cf.Scope{AccountID: acc.Settings.AccountID}, notBefore); err != nil {
+	if _, err := r.Inventory.Lookup(ctx, c, shared, cf.Scope{AccountID: acc.Settings.AccountID}, notBefore); err != nil {
 		switch cf.KindOf(err) {
 		case cf.KindAuth:
 			return notReady(v1alpha1.ReasonCredentialsInvalid,
 				"Cloudflare rejected the credentials (need permission Access: Service Tokens Write): "+err.Error()), recheck, nil
+		case cf.KindUnreachable:
+			return notReady(v1alpha1.ReasonAccountUnreachable, fmt.Sprintf(
+				"Cloudflare cannot route to account %q with these credentials: check spec.accountID and that the API token includes this account: %v",
+				acc.Settings.AccountID, err)), recheck, nil
 		case cf.KindNotFound, cf.KindInvalid:
 			return notReady(v1alpha1.ReasonCredentialsInvalid, "Cloudflare rejected the account: "+err.Error()), recheck, nil
 		case cf.KindRateLimited:
@@ -107,9 +114,33 @@ func (r *AccountReconciler) check(ctx context.Context, acc *account) (*metav1.Co
 			return nil, ctrl.Result{}, err
 		}
 	}
+	if r.fingerprint(acc.Key) != fp {
+		if cond := r.probeWrite(ctx, c, acc); cond != nil {
+			return cond, recheck, nil
+		}
+	}
 	r.setFingerprint(acc.Key, fp)
 	return &metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReady,
 		Message: "credentials accepted by Cloudflare"}, recheck, nil
+}
+
+// probeToken is a token ID that cannot exist (the nil UUID).
+const probeToken = "00000000-0000-0000-0000-000000000000"
+
+// probeWrite finds a read-only API token before the first real write fails:
+// it refreshes a token that cannot exist. Cloudflare checks permission
+// before it looks the token up, so a token with write permission gets 404
+// and a read-only one 403. Run once per new set of credentials. Only a
+// refusal counts; any other answer proves nothing and is not held against
+// the account.
+func (r *AccountReconciler) probeWrite(ctx context.Context, c cf.Client, acc *account) *metav1.Condition {
+	_, err := c.Refresh(ctx, acc.Settings.AccountID, probeToken)
+	if cf.KindOf(err) != cf.KindAuth {
+		return nil
+	}
+	return notReady(v1alpha1.ReasonCredentialsReadOnly,
+		"the API token can list service tokens but not change them: a write probe (refresh of token "+probeToken+
+			", which cannot exist) was refused; give the token the permission \"Access: Service Tokens Write\": "+err.Error())
 }
 
 // guardDeletion keeps an account (and so its cached client) until no

@@ -171,6 +171,21 @@ type resolved struct {
 	Account *account
 	Client  cf.Client
 	Scope   cf.Scope
+	// Shared keys what every account object on the same credentials shares:
+	// the token inventory and the renewal plan (Cloudflare budgets per user,
+	// and the same credentials see the same tokens).
+	Shared string
+}
+
+// sharedKey is the credentials key of the account's client, or the account's
+// own key when the factory cannot tell.
+func (a *Accounts) sharedKey(accountKey string) string {
+	if src, ok := a.Factory.(cf.LimiterSource); ok {
+		if k := src.CredentialsKey(accountKey); k != "" {
+			return k
+		}
+	}
+	return accountKey
 }
 
 // Resolve finds a ServiceToken's account, checks it may be used, and returns
@@ -207,7 +222,7 @@ func (a *Accounts) Resolve(ctx context.Context, st *v1alpha1.ServiceToken, kind 
 	// credentialsRecheck). Reading the Secret again here would cost one API
 	// GET per ServiceToken reconcile: 5,000 on a restart of 5,000 objects.
 	if c, ok := a.cachedClient(acc.Key); ok {
-		return &resolved{Account: acc, Client: c, Scope: scope}, nil
+		return &resolved{Account: acc, Client: c, Scope: scope, Shared: a.sharedKey(acc.Key)}, nil
 	}
 	cfg, err := a.config(ctx, acc)
 	if err != nil {
@@ -219,7 +234,7 @@ func (a *Accounts) Resolve(ctx context.Context, st *v1alpha1.ServiceToken, kind 
 	}
 	c, _ = a.wrap(c, true)
 	a.rereadDone(acc.Key)
-	return &resolved{Account: acc, Client: c, Scope: scope}, nil
+	return &resolved{Account: acc, Client: c, Scope: scope, Shared: a.sharedKey(acc.Key)}, nil
 }
 
 func (a *Accounts) namespaceAllowed(ctx context.Context, sel *metav1.LabelSelector, namespace string) (bool, error) {
@@ -257,7 +272,7 @@ func (a *Accounts) ResolveForDeletion(ctx context.Context, st *v1alpha1.ServiceT
 	cfg, err := a.config(ctx, acc)
 	if err != nil {
 		if c, ok := a.wrap(a.Factory.Cached(acc.Key)); ok {
-			return &resolved{Account: acc, Client: c, Scope: scope}, nil
+			return &resolved{Account: acc, Client: c, Scope: scope, Shared: a.sharedKey(acc.Key)}, nil
 		}
 		return nil, err
 	}
@@ -266,7 +281,7 @@ func (a *Accounts) ResolveForDeletion(ctx context.Context, st *v1alpha1.ServiceT
 		return nil, &causeError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true, Message: err.Error()}
 	}
 	c, _ = a.wrap(c, true)
-	return &resolved{Account: acc, Client: c, Scope: scope}, nil
+	return &resolved{Account: acc, Client: c, Scope: scope, Shared: a.sharedKey(acc.Key)}, nil
 }
 
 // asCause unwraps an *causeError.

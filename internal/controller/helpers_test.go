@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -215,3 +216,18 @@ func expectNoSecretLeaks(op *operator, sts ...*v1alpha1.ServiceToken) {
 }
 
 func containsText(s, sub string) bool { return strings.Contains(s, sub) }
+
+// waitAccountReason waits until the CloudflareAccount's Ready condition has
+// reason, and returns that condition.
+func waitAccountReason(ns, name, reason string) *metav1.Condition {
+	GinkgoHelper()
+	acc := &v1alpha1.CloudflareAccount{}
+	Eventually(func() string {
+		Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: name}, acc)).To(Succeed())
+		if c := findCondition(acc.Status.Conditions, v1alpha1.ConditionReady); c != nil {
+			return c.Reason
+		}
+		return ""
+	}, timeout, interval).Should(Equal(reason))
+	return findCondition(acc.Status.Conditions, v1alpha1.ConditionReady)
+}

@@ -12,7 +12,8 @@ import (
 	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
 )
 
-// Inventory keeps, per account (or zone), the list of its Cloudflare tokens
+// Inventory keeps, per credentials and account (or zone), the list of its
+// Cloudflare tokens
 // as one paginated List returned it. Every ServiceToken of that account
 // observes its token here instead of with a GET of its own, so finding and
 // drift-checking N tokens costs ceil(N/1000) calls, not N. Writes made by the
@@ -27,7 +28,7 @@ type Inventory struct {
 }
 
 type inventoryKey struct {
-	account string // account object key: credentials decide what a list sees
+	account string // credentials key (resolved.Shared): credentials decide what a list sees
 	scope   cf.Scope
 }
 
@@ -140,14 +141,18 @@ func (inv *Inventory) refresh(ctx context.Context, c cf.Client, key inventoryKey
 		return err
 	}
 	byID := make(map[string]cf.Token, len(tokens))
-	for _, t := range tokens {
-		byID[t.ID] = t
-	}
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
+	old := inv.snapshots[key]
+	for _, t := range tokens {
+		if old != nil { // a field a list leaves out keeps its last known value
+			t = t.Fill(old.byID[t.ID])
+		}
+		byID[t.ID] = t
+	}
 	// Stamp with the start of the list: a write that finished during it may be
 	// missing from the result, and is put back below.
-	if old := inv.snapshots[key]; old != nil {
+	if old != nil {
 		for id, t := range old.byID {
 			if t.UpdatedAt.After(started) || t.CreatedAt.After(started) {
 				byID[id] = t
@@ -166,6 +171,7 @@ func (inv *Inventory) Put(account string, scope cf.Scope, t cf.Token) {
 	if s == nil {
 		return // nothing listed yet: the first list will see it
 	}
+	t = t.Fill(s.byID[t.ID])
 	if t.UpdatedAt.IsZero() {
 		t.UpdatedAt = inv.clock.Now()
 	}

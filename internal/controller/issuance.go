@@ -93,7 +93,7 @@ func (r *ServiceTokenReconciler) issue(ctx context.Context, s *scope, op *v1alph
 		}
 		return cf.Credentials{}, err
 	}
-	creds.Token = withKnown(creds.Token, known, s.eff)
+	creds.Token = withKnown(creds.Token, known, s.eff, s.now)
 	s.token = &creds.Token
 	if err := r.storeCredentials(ctx, s, creds, op.ID); err != nil {
 		s.secretOK = false           // the held secret may now be "previous"
@@ -178,7 +178,7 @@ func (r *ServiceTokenReconciler) confirmStoredToken(ctx context.Context, s *scop
 	switch {
 	case err == nil:
 		r.adopt(s, t)
-		r.Inventory.Put(s.acct.Account.Key, s.acct.Scope, t)
+		r.Inventory.Put(s.acct.Shared, s.acct.Scope, t)
 		s.secretOK = s.holdsCurrent()
 		return nil
 	case cf.IsNotFound(err):
@@ -329,34 +329,31 @@ func (r *ServiceTokenReconciler) announceLostRotation(s *scope, tokenID string) 
 }
 
 // withKnown fills in what a create or rotate response leaves out: the
-// responses Cloudflare documents for both carry no expires_at. A rotate keeps
-// the token's expiry; a new token expires created_at + duration (until a list
-// reports Cloudflare's own value). Without this, a rotated token would look
-// like one that never expires, and never be renewed.
-func withKnown(got cf.Token, known *cf.Token, eff v1alpha1.Effective) cf.Token {
+// responses Cloudflare documents for both carry no expires_at, and any field
+// may be absent. A rotate keeps the token's last known state; a new token
+// is what was asked for, expiring created_at (or the call) + duration until
+// a list reports Cloudflare's own value. Without this, a rotated token would
+// look like one that never expires, and never be renewed.
+func withKnown(got cf.Token, known *cf.Token, eff v1alpha1.Effective, calledAt time.Time) cf.Token {
 	if known != nil && known.ID == got.ID {
-		if got.ExpiresAt.IsZero() {
-			got.ExpiresAt = known.ExpiresAt
-		}
-		if got.CreatedAt.IsZero() {
-			got.CreatedAt = known.CreatedAt
-		}
-		if got.Duration == "" {
-			got.Duration = known.Duration
-		}
-		if got.Name == "" {
-			got.Name = known.Name
-		}
-		return got
+		return got.Fill(*known)
 	}
-	if got.ExpiresAt.IsZero() && !eff.Forever && !got.CreatedAt.IsZero() {
-		got.ExpiresAt = got.CreatedAt.Add(eff.DurationValue)
+	if !got.Knows(cf.FieldExpiresAt) && !eff.Forever {
+		from := calledAt
+		if got.Knows(cf.FieldCreatedAt) {
+			from = got.CreatedAt
+		}
+		got.ExpiresAt = from.Add(eff.DurationValue)
 	}
-	if got.Duration == "" {
+	if !got.Knows(cf.FieldDuration) {
 		got.Duration = eff.Duration
 	}
-	if got.Name == "" {
+	if !got.Knows(cf.FieldName) {
 		got.Name = eff.TokenName
 	}
+	if !got.Knows(cf.FieldEnabled) {
+		got.Enabled = eff.Enabled
+	}
+	got.Missing &^= cf.FieldExpiresAt | cf.FieldDuration | cf.FieldName | cf.FieldEnabled
 	return got
 }

@@ -55,7 +55,7 @@ func (r *ServiceTokenReconciler) deleteTokens(ctx context.Context, s *scope) err
 	s.acct = acct
 	ids := []string{st.Status.TokenID, st.Status.PreviousTokenID}
 	if p := st.Status.PendingOperation; p != nil && p.Type != v1alpha1.OperationRotate {
-		view, err := r.Inventory.Refresh(ctx, acct.Client, acct.Account.Key, acct.Scope)
+		view, err := r.Inventory.Refresh(ctx, acct.Client, acct.Shared, acct.Scope)
 		if err != nil {
 			return fmt.Errorf("listing tokens: %w", err)
 		}

@@ -40,9 +40,9 @@ func (r *ServiceTokenReconciler) observeToken(ctx context.Context, s *scope) err
 	var view View
 	var err error
 	if pending != nil { // only a list made after the attempt can tell its outcome
-		view, err = r.Inventory.Refresh(ctx, s.acct.Client, s.acct.Account.Key, s.acct.Scope)
+		view, err = r.Inventory.Refresh(ctx, s.acct.Client, s.acct.Shared, s.acct.Scope)
 	} else {
-		view, err = r.Inventory.Lookup(ctx, s.acct.Client, s.acct.Account.Key, s.acct.Scope, s.now.Add(-r.Options.DriftCheckPeriod))
+		view, err = r.Inventory.Lookup(ctx, s.acct.Client, s.acct.Shared, s.acct.Scope, s.now.Add(-r.Options.DriftCheckPeriod))
 	}
 	if err != nil {
 		return fmt.Errorf("listing tokens: %w", err)
@@ -50,6 +50,9 @@ func (r *ServiceTokenReconciler) observeToken(ctx context.Context, s *scope) err
 	s.view = view
 	if id := s.st.Status.TokenID; id != "" {
 		if t, ok := view.Get(id); ok {
+			if !t.Knows(cf.FieldExpiresAt) && s.st.Status.ExpiresAt != nil {
+				t.ExpiresAt = s.st.Status.ExpiresAt.Time // the list did not say: keep the last known expiry
+			}
 			s.token = &t
 			r.Inventory.Track(id, types.NamespacedName{Namespace: s.st.Namespace, Name: s.st.Name})
 		}
@@ -61,7 +64,7 @@ func (r *ServiceTokenReconciler) observeToken(ctx context.Context, s *scope) err
 		switch {
 		case err == nil:
 			s.token = &t
-			r.Inventory.Put(s.acct.Account.Key, s.acct.Scope, t)
+			r.Inventory.Put(s.acct.Shared, s.acct.Scope, t)
 		case !cf.IsNotFound(err):
 			return fmt.Errorf("reading token %s to settle an interrupted rotation: %w", s.token.ID, err)
 		}
@@ -84,9 +87,20 @@ func (r *ServiceTokenReconciler) adopt(s *scope, t cf.Token) {
 // outside the operator, and corrects name, duration and enabled in place.
 func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) error {
 	if s.token == nil {
-		if s.st.Status.TokenID != "" {
+		if id := s.st.Status.TokenID; id != "" {
+			// A list is no proof that a token is gone (pages shift while
+			// others delete): only a 404 for the token itself is.
+			t, err := s.acct.Client.Get(ctx, s.acct.Scope, id)
+			switch {
+			case err == nil: // the list missed it
+				r.adopt(s, t)
+				r.Inventory.Put(s.acct.Shared, s.acct.Scope, t)
+				return r.ensureToken(ctx, s)
+			case !cf.IsNotFound(err):
+				return fmt.Errorf("confirming that token %s, missing from the list, is gone: %w", id, err)
+			}
 			r.event(s, corev1.EventTypeWarning, "TokenMissing", "Recreate",
-				"token %s no longer exists in Cloudflare (deleted outside the operator); creating a new one", s.st.Status.TokenID)
+				"token %s no longer exists in Cloudflare (deleted outside the operator); creating a new one", id)
 		}
 		return r.createToken(ctx, s)
 	}
@@ -107,10 +121,13 @@ func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) erro
 // desiredUpdate returns the PUT body that corrects t, and whether one is
 // needed. Duration is sent only when it differs: a PUT with a duration
 // resets the expiry.
+//
+// A field Cloudflare did not report is not compared: correcting what we
+// cannot see would PUT on every reconcile.
 func desiredUpdate(t cf.Token, eff v1alpha1.Effective) (cf.TokenSpec, bool) {
 	spec := cf.TokenSpec{Name: eff.TokenName, Enabled: eff.Enabled}
-	changed := t.Name != eff.TokenName || t.Enabled != eff.Enabled
-	if !v1alpha1.SameDuration(t.Duration, eff.Duration) {
+	changed := (t.Knows(cf.FieldName) && t.Name != eff.TokenName) || (t.Knows(cf.FieldEnabled) && t.Enabled != eff.Enabled)
+	if t.Knows(cf.FieldDuration) && !v1alpha1.SameDuration(t.Duration, eff.Duration) {
 		spec.Duration, changed = eff.Duration, true
 	}
 	return spec, changed
@@ -130,7 +147,7 @@ func (r *ServiceTokenReconciler) createToken(ctx context.Context, s *scope) erro
 	}
 	s.st.Status.LastRotationTime = &metav1.Time{Time: s.now} // a secret was issued
 	r.adopt(s, creds.Token)
-	r.Inventory.Put(s.acct.Account.Key, s.acct.Scope, creds.Token)
+	r.Inventory.Put(s.acct.Shared, s.acct.Scope, creds.Token)
 	reason, verb := "Created", "created"
 	if old != "" {
 		reason, verb = "Recreated", "recreated"
@@ -159,10 +176,14 @@ func (r *ServiceTokenReconciler) admit(s *scope, op string) error {
 	return err
 }
 
-// stored records a token state Cloudflare returned after a write.
+// stored records a token state Cloudflare returned after a write, keeping
+// the last known value of any field the answer left out.
 func (r *ServiceTokenReconciler) stored(s *scope, t cf.Token) {
+	if s.token != nil {
+		t = t.Fill(*s.token)
+	}
 	s.token = &t
-	r.Inventory.Put(s.acct.Account.Key, s.acct.Scope, t)
+	r.Inventory.Put(s.acct.Shared, s.acct.Scope, t)
 	s.st.Status.TokenName = t.Name
 }
 
@@ -284,7 +305,7 @@ func (r *ServiceTokenReconciler) renewalTime(s *scope) time.Time {
 	if s.eff.RenewalAction == v1alpha1.RenewalRotate {
 		cost = 2 // rotate, then refresh
 	}
-	return r.Renewals.Plan(s.acct.Account.Key, types.NamespacedName{Namespace: s.st.Namespace, Name: s.st.Name},
+	return r.Renewals.Plan(s.acct.Shared, types.NamespacedName{Namespace: s.st.Namespace, Name: s.st.Name},
 		schedule.Renewal{At: at, Deadline: s.token.ExpiresAt, Cost: cost}, renewalInterval(s.acct.Account.Settings))
 }
 
@@ -380,7 +401,7 @@ func (r *ServiceTokenReconciler) replaceZoneToken(ctx context.Context, s *scope)
 	prev := op.PreviousSecretExpiresAt
 	st.Status.PreviousTokenID = old
 	r.adopt(s, creds.Token)
-	r.Inventory.Put(s.acct.Account.Key, s.acct.Scope, creds.Token)
+	r.Inventory.Put(s.acct.Shared, s.acct.Scope, creds.Token)
 	r.rotated(s, op.ID, s.now, prev)
 	r.event(s, corev1.EventTypeNormal, "Rotated", "Create", "rotated: replacement zone token %s created, credential stored in Secret %s; token %s works until %s",
 		creds.ID, s.eff.SecretName, old, formatTime(timeOf(prev)))
@@ -406,16 +427,10 @@ func timeOf(t *metav1.Time) time.Time {
 	return t.Time
 }
 
-// refresh extends the expiry: the refresh endpoint for account tokens, a PUT
-// of the duration (which resets expiry) for zone tokens.
+// refresh renews the token's lifetime: afterwards it expires within a minute
+// of now + spec.duration (see renewLifetime).
 func (r *ServiceTokenReconciler) refresh(ctx context.Context, s *scope) error {
-	var t cf.Token
-	var err error
-	if s.acct.Scope.IsZone() {
-		t, err = s.acct.Client.Update(ctx, s.acct.Scope, s.token.ID, cf.TokenSpec{Name: s.eff.TokenName, Duration: s.eff.Duration, Enabled: s.eff.Enabled})
-	} else {
-		t, err = s.acct.Client.Refresh(ctx, s.acct.Scope.AccountID, s.token.ID)
-	}
+	t, err := r.renewLifetime(ctx, s)
 	if err != nil {
 		return fmt.Errorf("refreshing token %s: %w", s.token.ID, err)
 	}
@@ -427,6 +442,91 @@ func (r *ServiceTokenReconciler) refresh(ctx context.Context, s *scope) error {
 	}
 	r.event(s, corev1.EventTypeNormal, "Refreshed", "Refresh", "refreshed token %s; it now expires %s", t.ID, formatTime(t.ExpiresAt))
 	return nil
+}
+
+// lifetimeSlack is how far a renewed expiry may be from now + duration.
+const lifetimeSlack = time.Minute
+
+// renewLifetime makes the token expire at now + spec.duration, choosing per
+// token between Cloudflare's two operations (docs/renewal.md, "Refresh or
+// PUT"):
+//   - refresh extends by one year, counted from now or from the old expiry
+//     (Cloudflare does not say which). It is used first only for one-year
+//     account tokens, where it can be exactly right, and its answer is
+//     checked: a year counted from the old expiry is corrected by a PUT.
+//   - a PUT of the duration "resets the expiration relative to the time of
+//     the update": exact for any duration and the only way for zone tokens.
+//     Should a PUT not move the expiry (a duration equal to the stored one
+//     might not count as a change), an account token is refreshed after
+//     all: a longer life than asked beats an expired token, and an event
+//     says so.
+func (r *ServiceTokenReconciler) renewLifetime(ctx context.Context, s *scope) (cf.Token, error) {
+	c, scope, known := s.acct.Client, s.acct.Scope, *s.token
+	put := func() (cf.Token, error) {
+		t, err := c.Update(ctx, scope, known.ID, cf.TokenSpec{Name: s.eff.TokenName, Duration: s.eff.Duration, Enabled: s.eff.Enabled})
+		t = t.Fill(known)
+		if err == nil && !t.Knows(cf.FieldExpiresAt) && !s.eff.Forever {
+			// As documented: the expiry counts from the update.
+			t.ExpiresAt, t.Missing = updateTime(t, s.now).Add(s.eff.DurationValue), t.Missing&^cf.FieldExpiresAt
+		}
+		return t, err
+	}
+	refresh := func() (cf.Token, error) { return c.Refresh(ctx, scope.AccountID, known.ID) }
+	if s.eff.Forever { // nothing expires: refresh only touches updated_at
+		if scope.IsZone() {
+			return put()
+		}
+		return refresh()
+	}
+	want, before := s.now.Add(s.eff.DurationValue), known.ExpiresAt
+	refreshed := false
+	if !scope.IsZone() && s.eff.DurationValue == refreshYear {
+		t, err := refresh()
+		if err != nil || (t.Knows(cf.FieldExpiresAt) && near(t.ExpiresAt, want)) {
+			return t, err
+		}
+		known, refreshed = t.Fill(known), true
+		s.why = "refresh counted the year from the old expiry; setting the lifetime with a PUT"
+	}
+	t, err := put()
+	if err != nil || near(t.ExpiresAt, want) {
+		return t, err
+	}
+	if !refreshed && !scope.IsZone() {
+		if t, err = refresh(); err != nil {
+			return cf.Token{}, err
+		}
+		if t = t.Fill(known); near(t.ExpiresAt, want) {
+			return t, nil
+		}
+	}
+	if !t.ExpiresAt.After(before) {
+		// Nothing moved the expiry: retrying (with backoff) is all that is left.
+		return cf.Token{}, fmt.Errorf("renewal did not move the expiry of token %s (still %s; wanted %s)",
+			known.ID, formatTime(t.ExpiresAt), formatTime(want))
+	}
+	r.event(s, corev1.EventTypeWarning, "RenewalInexact", "Refresh",
+		"Cloudflare did not set the lifetime spec.duration (%s) asks for: token %s now expires %s instead of %s "+
+			"(a PUT of the duration did not reset the expiry, so refresh's one year was kept)",
+		s.eff.Duration, known.ID, formatTime(t.ExpiresAt), formatTime(want))
+	return t, nil
+}
+
+// refreshYear is what Cloudflare's refresh adds ("extend the token's
+// lifetime by one year").
+const refreshYear = 8760 * time.Hour
+
+func near(a, b time.Time) bool {
+	d := a.Sub(b)
+	return !a.IsZero() && d < lifetimeSlack && d > -lifetimeSlack
+}
+
+// updateTime is when Cloudflare applied an update: its updated_at, or now.
+func updateTime(t cf.Token, now time.Time) time.Time {
+	if t.Knows(cf.FieldUpdatedAt) {
+		return t.UpdatedAt
+	}
+	return now
 }
 
 // cleanupPrevious deletes a replaced zone token once its grace period ended.
@@ -457,7 +557,7 @@ func (r *ServiceTokenReconciler) deleteToken(ctx context.Context, s *scope, id s
 	if err != nil && !cf.IsNotFound(err) {
 		return fmt.Errorf("deleting token %s: %w", id, err)
 	}
-	r.Inventory.Remove(s.acct.Account.Key, s.acct.Scope, id)
+	r.Inventory.Remove(s.acct.Shared, s.acct.Scope, id)
 	if err == nil {
 		r.event(s, corev1.EventTypeNormal, "Deleted", "Delete", "deleted token %s in Cloudflare", id)
 	}

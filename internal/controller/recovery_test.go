@@ -131,15 +131,8 @@ var _ = Describe("Accounts", func() {
 		st = waitReady(st)
 
 		setCredentials(ns, "revoked-token")
-		acc := &v1alpha1.CloudflareAccount{}
-		Eventually(func() string {
-			Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: "cf"}, acc)).To(Succeed())
-			if c := findCondition(acc.Status.Conditions, v1alpha1.ConditionReady); c != nil {
-				return c.Reason
-			}
-			return ""
-		}, timeout, interval).Should(Equal(v1alpha1.ReasonCredentialsInvalid))
-		Expect(findCondition(acc.Status.Conditions, v1alpha1.ConditionReady).Message).NotTo(ContainSubstring("revoked-token"))
+		c := waitAccountReason(ns, "cf", v1alpha1.ReasonCredentialsInvalid)
+		Expect(c.Message).NotTo(ContainSubstring("revoked-token"))
 
 		annotate(st, v1alpha1.AnnotationRotateRequestedAt, "after-revoke")
 		st = waitFor(st, "blocked by the account", hasReason(v1alpha1.ConditionReconciling, v1alpha1.ReasonAccountNotReady))

@@ -101,6 +101,9 @@ func classify(err error, opts Options, failures int32) outcome {
 			message: "Cloudflare rejected the account's credentials; fix the credentials Secret: " + err.Error()}
 	case cf.KindInvalid:
 		return outcome{kind: outcomeTerminal, reason: v1alpha1.ReasonInvalidSpec, message: "Cloudflare rejected the request; fix the spec: " + err.Error()}
+	case cf.KindUnreachable:
+		return outcome{kind: outcomeTerminal, reason: v1alpha1.ReasonAccountUnreachable,
+			message: "Cloudflare cannot reach the account or zone with these credentials; check the account's spec.accountID, spec.zoneID and that the API token covers them: " + err.Error()}
 	case cf.KindRateLimited:
 		after := cf.RetryAfterOf(err)
 		if after <= 0 {

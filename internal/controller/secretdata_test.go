@@ -113,37 +113,47 @@ func TestUpToDateComparesOnlyTheOperatorsPart(t *testing.T) {
 
 func TestWithKnownFillsWhatCreateAndRotateResponsesLeaveOut(t *testing.T) {
 	created := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	eff := v1alpha1.Effective{TokenName: "ns/st", Duration: "720h", DurationValue: 720 * time.Hour}
-	known := &cf.Token{ID: "tok", Name: "ns/st", Duration: "720h", CreatedAt: created, ExpiresAt: created.Add(720 * time.Hour)}
+	called := created.Add(-2 * time.Second)
+	eff := v1alpha1.Effective{TokenName: "ns/st", Duration: "720h", DurationValue: 720 * time.Hour, Enabled: true}
+	known := &cf.Token{ID: "tok", Name: "ns/st", Duration: "720h", Enabled: false, CreatedAt: created, ExpiresAt: created.Add(720 * time.Hour)}
+	// What a create or rotate answer leaves out, as the client marks it.
+	const noExpiry = cf.FieldExpiresAt | cf.FieldUpdatedAt
 	for name, tc := range map[string]struct {
 		got   cf.Token
 		known *cf.Token
 		eff   v1alpha1.Effective
 		want  cf.Token
 	}{
-		"a rotate response without expires_at keeps the token's expiry": {
-			got: cf.Token{ID: "tok", ClientID: "c"}, known: known, eff: eff,
-			want: cf.Token{ID: "tok", ClientID: "c", Name: "ns/st", Duration: "720h", CreatedAt: created, ExpiresAt: created.Add(720 * time.Hour)},
+		"a rotate response without expires_at keeps the token's last known state": {
+			got:   cf.Token{ID: "tok", ClientID: "c", Enabled: true, Missing: noExpiry | cf.FieldName | cf.FieldDuration | cf.FieldEnabled | cf.FieldCreatedAt},
+			known: known, eff: eff,
+			want: cf.Token{ID: "tok", ClientID: "c", Name: "ns/st", Duration: "720h", Enabled: false, CreatedAt: created, ExpiresAt: created.Add(720 * time.Hour)},
 		},
-		"a response's own expiry wins": {
-			got: cf.Token{ID: "tok", Name: "ns/st", Duration: "720h", ExpiresAt: created.Add(time.Hour)}, known: known, eff: eff,
-			want: cf.Token{ID: "tok", Name: "ns/st", Duration: "720h", CreatedAt: created, ExpiresAt: created.Add(time.Hour)},
+		"a response's own fields win": {
+			got: cf.Token{ID: "tok", Name: "ns/st", Duration: "720h", Enabled: true, ExpiresAt: created.Add(time.Hour), Missing: cf.FieldCreatedAt | cf.FieldUpdatedAt}, known: known, eff: eff,
+			want: cf.Token{ID: "tok", Name: "ns/st", Duration: "720h", Enabled: true, CreatedAt: created, ExpiresAt: created.Add(time.Hour)},
 		},
 		"a create response without expires_at expires created_at + duration": {
-			got: cf.Token{ID: "new", CreatedAt: created}, known: known, eff: eff,
-			want: cf.Token{ID: "new", Name: "ns/st", Duration: "720h", CreatedAt: created, ExpiresAt: created.Add(720 * time.Hour)},
+			got: cf.Token{ID: "new", Name: "ns/st", Duration: "720h", Enabled: true, CreatedAt: created, Missing: noExpiry}, known: known, eff: eff,
+			want: cf.Token{ID: "new", Name: "ns/st", Duration: "720h", Enabled: true, CreatedAt: created, ExpiresAt: created.Add(720 * time.Hour), Missing: cf.FieldUpdatedAt},
 		},
 		"a forever token has no expiry": {
-			got: cf.Token{ID: "new", CreatedAt: created}, eff: v1alpha1.Effective{TokenName: "x", Duration: "forever", Forever: true},
-			want: cf.Token{ID: "new", Name: "x", Duration: "forever", CreatedAt: created},
+			got:  cf.Token{ID: "new", Name: "x", Duration: "forever", Enabled: true, CreatedAt: created, Missing: cf.FieldUpdatedAt},
+			eff:  v1alpha1.Effective{TokenName: "x", Duration: "forever", Forever: true, Enabled: true},
+			want: cf.Token{ID: "new", Name: "x", Duration: "forever", Enabled: true, CreatedAt: created, Missing: cf.FieldUpdatedAt},
 		},
-		"without created_at nothing is guessed": {
-			got: cf.Token{ID: "new"}, eff: eff,
-			want: cf.Token{ID: "new", Name: "ns/st", Duration: "720h"},
+		"an answer with nothing but an id is what was asked for, expiring from the call": {
+			got: cf.Token{ID: "new", Enabled: true, Missing: noExpiry | cf.FieldName | cf.FieldDuration | cf.FieldEnabled | cf.FieldCreatedAt}, eff: eff,
+			want: cf.Token{ID: "new", Name: "ns/st", Duration: "720h", Enabled: true, ExpiresAt: called.Add(720 * time.Hour), Missing: cf.FieldCreatedAt | cf.FieldUpdatedAt},
+		},
+		"a disabled token asked for stays disabled when the answer does not say": {
+			got:  cf.Token{ID: "new", Name: "ns/st", Duration: "720h", Enabled: true, CreatedAt: created, Missing: noExpiry | cf.FieldEnabled},
+			eff:  v1alpha1.Effective{TokenName: "ns/st", Duration: "720h", DurationValue: 720 * time.Hour, Enabled: false},
+			want: cf.Token{ID: "new", Name: "ns/st", Duration: "720h", Enabled: false, CreatedAt: created, ExpiresAt: created.Add(720 * time.Hour), Missing: cf.FieldUpdatedAt},
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			NewWithT(t).Expect(withKnown(tc.got, tc.known, tc.eff)).To(Equal(tc.want))
+			NewWithT(t).Expect(withKnown(tc.got, tc.known, tc.eff, called)).To(Equal(tc.want))
 		})
 	}
 }

@@ -34,6 +34,8 @@ const (
 	testAccountID = "0123456789abcdef0123456789abcdef"
 	testZoneID    = "00112233445566778899aabbccddeeff"
 	testAPIToken  = "test-api-token-not-a-real-one"
+	// testReadOnlyToken may list and get, not write ("Service Tokens Read").
+	testReadOnlyToken = "test-read-only-token"
 )
 
 var (
@@ -65,7 +67,7 @@ var _ = BeforeSuite(func() {
 	simulator = sim.New(sim.Options{
 		Accounts:  []string{testAccountID},
 		Zones:     []string{testZoneID},
-		APITokens: []sim.APIToken{{Token: testAPIToken}},
+		APITokens: []sim.APIToken{{Token: testAPIToken}, {Token: testReadOnlyToken, ReadOnly: true}},
 		RateLimit: sim.RateLimit{Requests: -1},
 		Clock:     clk,
 	})
@@ -91,7 +93,8 @@ type hooks struct {
 	// whileRotating runs once Cloudflare committed a rotate, with the
 	// call's context, before the response reaches the controller.
 	whileRotating func(ctx context.Context) error
-	// refreshFailures fails that many refresh calls with a transient error.
+	// refreshFailures fails that many lifetime renewals (a refresh, or a PUT
+	// carrying a duration) with a transient error.
 	refreshFailures int
 	// hideFromLists leaves the token with this ID out of every list.
 	hideFromLists string
@@ -154,6 +157,13 @@ func (c hookedClient) List(ctx context.Context, s cf.Scope, opts cf.ListOptions)
 		tokens = slices.DeleteFunc(tokens, func(t cf.Token) bool { return t.ID == hide })
 	}
 	return tokens, err
+}
+
+func (c hookedClient) Update(ctx context.Context, s cf.Scope, id string, spec cf.TokenSpec) (cf.Token, error) {
+	if spec.Duration != "" && c.h.failRefresh() {
+		return cf.Token{}, &cf.Error{Kind: cf.KindTransient, Op: "update", HTTPStatus: 503, Message: "service unavailable (injected by test)"}
+	}
+	return c.Client.Update(ctx, s, id, spec)
 }
 
 func (c hookedClient) Refresh(ctx context.Context, account, id string) (cf.Token, error) {

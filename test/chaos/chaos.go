@@ -52,7 +52,7 @@ type Config struct {
 	RolloutEvery time.Duration
 	MinRollouts  int
 	// The fault phases: FaultPhase of the general mix, then RefreshFailPhase
-	// in which only refresh calls fail, with probability RefreshFailRate
+	// in which only the calls that renew a lifetime (refresh, update) fail, with probability RefreshFailRate
 	// (5xx), and so on. RefreshFailPhase 0 keeps the general mix throughout.
 	FaultPhase       time.Duration
 	RefreshFailPhase time.Duration

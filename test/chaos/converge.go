@@ -95,8 +95,11 @@ func (r *run) converge(ctx context.Context) error {
 	}
 	// Most of these come from the refresh-failure phases: each one left a
 	// renewal "rotated, refresh failed" or a refresh request to retry.
-	r.res.FaultsInjected["5xx: on refresh calls"] = stats.Count(sim.OpRefresh, http.StatusBadGateway) +
-		stats.Count(sim.OpRefresh, http.StatusServiceUnavailable)
+	r.res.FaultsInjected["5xx: on refresh and update calls"] = 0
+	for _, op := range []string{sim.OpRefresh, sim.OpUpdate} {
+		r.res.FaultsInjected["5xx: on refresh and update calls"] += stats.Count(op, http.StatusBadGateway) +
+			stats.Count(op, http.StatusServiceUnavailable)
+	}
 	r.res.Violations["rate budget exceeded (real 429s)"] = stats.RateLimited
 	short := 0
 	if r.res.Kills < r.cfg.MinKills {

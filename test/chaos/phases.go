@@ -63,11 +63,12 @@ func (r *run) mixFaults() sim.Faults {
 	return sim.Faults{Rate: r.cfg.FaultRate, LatencySpike: r.cfg.LatencySpike, RetryAfter: time.Second}
 }
 
-// refreshFailFaults makes refresh calls fail with 5xx (and nothing else):
-// a token renewed by Rotate is then "rotated, refresh failed" and must be
-// refreshed again without rotating a second time.
+// refreshFailFaults makes the calls that renew a lifetime (refresh, and the
+// PUT of the duration that renews most tokens) fail with 5xx, and nothing
+// else: a token renewed by Rotate is then "rotated, refresh failed" and must
+// be refreshed again without rotating a second time.
 func (r *run) refreshFailFaults() sim.Faults {
-	return sim.Faults{Rate: r.cfg.RefreshFailRate, Kinds: []sim.FaultKind{sim.Fault5xx}, Ops: []string{sim.OpRefresh}}
+	return sim.Faults{Rate: r.cfg.RefreshFailRate, Kinds: []sim.FaultKind{sim.Fault5xx}, Ops: []string{sim.OpRefresh, sim.OpUpdate}}
 }
 
 // slowIssuance delays every create and rotate by latency and nothing else,
@@ -91,7 +92,7 @@ func (r *run) faultPhaseLoop(ctx context.Context) {
 		r.resMu.Lock()
 		r.res.RefreshFailurePhases++
 		r.resMu.Unlock()
-		r.cfg.Logf("chaos: refresh calls fail (%v, 5xx) for %s", r.cfg.RefreshFailRate, r.cfg.RefreshFailPhase)
+		r.cfg.Logf("chaos: refresh and update calls fail (%v, 5xx) for %s", r.cfg.RefreshFailRate, r.cfg.RefreshFailPhase)
 		ok := sleepCtx(ctx, r.cfg.RefreshFailPhase)
 		if err := r.faults.setPhase(r.mixFaults()); err != nil {
 			r.cfg.Logf("chaos: switching back to the general fault mix: %v", err)

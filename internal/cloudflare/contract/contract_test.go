@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
 
@@ -90,33 +91,177 @@ func TestAMissingSchemaSkipsLocallyAndFailsInCI(t *testing.T) {
 	}
 }
 
-func TestTheSimulatorsTrafficIsClean(t *testing.T) {
-	g := NewWithT(t)
-	v := contract.Load(t)
-	s := sim.New(sim.Options{Accounts: []string{"acc"}, Zones: []string{"zone"}})
-	h := v.Wrap(s)
-	for _, scope := range []string{"accounts/acc", "zones/zone"} {
-		base := "/client/v4/" + scope + "/access/service_tokens"
-		g.Expect(doAuth(t, h, "POST", base, `{"name":"a","duration":"forever"}`).StatusCode).To(Equal(201))
-		g.Expect(doAuth(t, h, "GET", base, "").StatusCode).To(Equal(200))
-		id := s.Tokens()[len(s.Tokens())-1].ID
-		g.Expect(doAuth(t, h, "PUT", base+"/"+id, `{"duration":"1h"}`).StatusCode).To(Equal(200))
-		if scope == "accounts/acc" {
-			g.Expect(doAuth(t, h, "POST", base+"/"+id+"/rotate", "").StatusCode).To(Equal(200))
-			g.Expect(doAuth(t, h, "POST", base+"/"+id+"/refresh", "").StatusCode).To(Equal(200))
-		}
-		g.Expect(doAuth(t, h, "DELETE", base+"/"+id, "").StatusCode).To(Equal(200))
-		g.Expect(doAuth(t, h, "GET", base+"/"+id, "").StatusCode).To(Equal(404))
+// Every operation's real simulator response, successes and failures, in
+// both scopes and in every list shape, passes the closed contract.
+func TestTheSimulatorsTrafficIsCleanUnderTheClosedContract(t *testing.T) {
+	const (
+		writer = "writer-token-0123456789"
+		reader = "reader-token-0123456789"
+		email  = "ops@example.com"
+		key    = "0123456789abcdef0123456789abcdef01234"
+	)
+	bearer := func(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
+	for _, variant := range []struct {
+		name  string
+		tweak func(*sim.Options)
+	}{
+		{"by default", func(*sim.Options) {}},
+		{"with zone pages and no totals", func(o *sim.Options) { o.ZonePageSize, o.OmitTotalPages = 1, true }},
+		{"refreshing by the duration from now", func(o *sim.Options) { o.Refresh = sim.RefreshDurationFromNow }},
+	} {
+		t.Run(variant.name, func(t *testing.T) {
+			v := contract.Load(t)
+			opts := sim.Options{
+				Accounts:  []string{"acc"},
+				Zones:     []string{"zone"},
+				APITokens: []sim.APIToken{{Token: writer, User: email}, {Token: reader, ReadOnly: true}},
+				APIKeys:   []sim.APIKey{{Email: email, Key: key}},
+				RateLimit: sim.RateLimit{Requests: 1000, Period: time.Minute},
+				Seed:      1,
+			}
+			variant.tweak(&opts)
+			s := sim.New(opts)
+			h := v.Wrap(s)
+			call := func(hdr http.Header, method, path, body string, want int) {
+				t.Helper()
+				resp := doWith(t, h, hdr, method, path, body)
+				if resp.StatusCode != want {
+					t.Errorf("%s %s: status %d, want %d", method, path, resp.StatusCode, want)
+				}
+			}
+			w := bearer(writer)
+			for _, scope := range []string{"accounts/acc", "zones/zone"} {
+				base := "/client/v4/" + scope + "/access/service_tokens"
+				call(w, "POST", base, `{"name":"a","duration":"forever"}`, 201)
+				call(w, "POST", base, `{"name":"b","duration":"1h","enabled":false}`, 201)
+				id := s.Tokens()[len(s.Tokens())-1].ID
+				call(w, "GET", base, "", 200)
+				call(w, "GET", base+"?page=2", "", 200)
+				call(w, "GET", base+"?page=99", "", 200)
+				call(w, "GET", base+"/"+id, "", 200)
+				call(w, "PUT", base+"/"+id, `{"duration":"2h","name":"b2","enabled":true}`, 200)
+				call(w, "PUT", base+"/"+id, `{"client_secret_version":2,"previous_client_secret_expires_at":"2030-01-01T00:00:00Z"}`, 200)
+				if scope == "accounts/acc" {
+					call(w, "GET", base+"?name=b2&search=B&per_page=1", "", 200)
+					call(w, "POST", base+"/"+id+"/rotate", "", 200)
+					call(w, "POST", base+"/"+id+"/rotate", `{"previous_client_secret_expires_at":"2030-01-01T00:00:00Z"}`, 200)
+					call(w, "POST", base+"/"+id+"/refresh", "", 200)
+					call(w, "POST", base+"/"+s.Tokens()[0].ID+"/refresh", "", 200) // forever
+				}
+				// The failures a client meets.
+				call(bearer(reader), "POST", base, `{"name":"ro"}`, 403)
+				call(bearer(reader), "DELETE", base+"/00000000-0000-0000-0000-000000000000", "", 403)
+				call(bearer("unknown-token"), "GET", base, "", 401)
+				call(http.Header{}, "GET", base, "", 401)
+				call(http.Header{"Authorization": {"Basic x"}}, "GET", base, "", 400)
+				call(http.Header{"X-Auth-Email": {"ops"}, "X-Auth-Key": {"not-hex"}}, "GET", base, "", 400)
+				call(w, "POST", base, `{"name":"x","duration":"soon"}`, 400)
+				call(w, "GET", base+"/00000000-0000-0000-0000-000000000000", "", 404)
+				unknown := "/client/v4/" + strings.Split(scope, "/")[0] + "/nope/access/service_tokens"
+				call(w, "GET", unknown, "", 404)
+				call(w, "PUT", unknown+"/"+id, `{"name":"x"}`, 404)
+				call(w, "DELETE", base+"/"+id, "", 200)
+			}
+			// A lockout's 429.
+			s.SpendBudget(email, 1000)
+			call(w, "GET", "/client/v4/accounts/acc/access/service_tokens", "", 429)
+			g := NewWithT(t)
+			g.Expect(v.Violations()).To(BeEmpty())
+		})
 	}
-	g.Expect(v.Violations()).To(BeEmpty())
 }
 
-func doAuth(t *testing.T, h http.Handler, method, path, body string) *http.Response {
+func doWith(t *testing.T, h http.Handler, hdr http.Header, method, path, body string) *http.Response {
 	t.Helper()
 	return do(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Header.Set("Authorization", "Bearer anything")
+		for k, vs := range hdr {
+			r.Header[k] = vs
+		}
 		h.ServeHTTP(w, r)
 	}), method, path, body)
+}
+
+func TestAResponseWithAnUndocumentedFieldIsReported(t *testing.T) {
+	const (
+		list       = "/client/v4/accounts/acc/access/service_tokens"
+		zoneList   = "/client/v4/zones/zone/access/service_tokens"
+		createBody = `{"id":"f174e90a-fafe-4643-bbbc-4a0ed4fc8415","client_id":"c.access","client_secret":"s","name":"ci",` +
+			`"duration":"8760h","enabled":true,"created_at":"2026-01-01T05:20:00Z","updated_at":"2026-01-01T05:20:00Z"`
+		ok   = `{"success":true,"errors":[],"messages":[],"result":`
+		fail = `{"success":false,"messages":[],"result":null,"errors":`
+	)
+	info := `"result_info":{"page":1,"per_page":20,"count":1,"total_count":1,"total_pages":1`
+	for _, tc := range []struct {
+		name, method, path string
+		status             int
+		body               string
+		want               string
+	}{
+		{"expires_at in a create response", "POST", list, 201, ok + createBody + `,"expires_at":"2027-01-01T05:20:00Z"}}`, `"expires_at" is unsupported`},
+		{"expires_at in a zone create response", "POST", zoneList, 201, ok + createBody + `,"expires_at":"2027-01-01T05:20:00Z"}}`, `"expires_at" is unsupported`},
+		{"last_seen_at in a rotate response", "POST", tokenPath + "/rotate", 200, ok + createBody + `,"last_seen_at":"2026-01-01T05:20:00Z"}}`, `"last_seen_at" is unsupported`},
+		{"a client_secret in a get response", "GET", tokenPath, 200, ok + strings.TrimSuffix(validToken, "}") + `,"client_secret":"s"}}`, `"client_secret" is unsupported`},
+		{"an unknown field in a token", "PUT", tokenPath, 200, ok + strings.TrimSuffix(validToken, "}") + `,"colour":"blue"}}`, `"colour" is unsupported`},
+		{"an unknown field in a list item", "GET", list, 200, ok + `[` + strings.TrimSuffix(validToken, "}") + `,"colour":"blue"}],` + info + `}}`, `"colour" is unsupported`},
+		{"an unknown field in result_info", "GET", list, 200, ok + `[],` + info + `,"cursor":"abc"}}`, `"cursor" is unsupported`},
+		{"an unknown field in the envelope", "GET", tokenPath, 200, `{"success":true,"errors":[],"messages":[],"ray":"x","result":` + validToken + `}`, `"ray" is unsupported`},
+		{"result_info in a single-token envelope", "GET", tokenPath, 200, ok + validToken + `,` + info + `}}`, `"result_info" is unsupported`},
+		{"an unknown field in a failure envelope", "GET", tokenPath, 404, `{"success":false,"messages":[],"result":null,"ray":"x","errors":[{"code":10404,"message":"m"}]}`, `"ray" is unsupported`},
+		{"an unknown field in an error", "GET", tokenPath, 404, fail + `[{"code":10404,"message":"m","hint":"h"}]}`, `"hint" is unsupported`},
+		{"an unknown field in an error's source", "GET", tokenPath, 400, fail + `[{"code":10400,"message":"m","source":{"pointer":"/a","line":1}}]}`, `"line" is unsupported`},
+		{"an unknown field in an error_chain link", "GET", tokenPath, 400, fail + `[{"code":6003,"message":"m","error_chain":[{"code":6111,"message":"m","hint":"h"}]}]}`, `"hint" is unsupported`},
+		{"an error_chain in a message", "GET", tokenPath, 400, `{"success":false,"result":null,"errors":[{"code":6003,"message":"m"}],"messages":[{"code":6111,"message":"m","error_chain":[]}]}`, `"error_chain" is unsupported`},
+		{"an error_chain in a success", "GET", tokenPath, 200, `{"success":true,"messages":[],"result":` + validToken + `,"errors":[{"code":6003,"message":"m","error_chain":[]}]}`, `"error_chain" is unsupported`},
+		{"an error_chain that is not a list", "GET", tokenPath, 400, fail + `[{"code":6003,"message":"m","error_chain":{"code":6111}}]}`, `error_chain`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			v := contract.Load(t)
+			body := ""
+			if tc.method != "GET" {
+				body = `{"name":"a"}`
+			}
+			do(t, v.Wrap(fixed(tc.status, "application/json", tc.body)), tc.method, tc.path, body)
+			g.Expect(v.RequestViolations()).To(BeEmpty())
+			g.Expect(v.ResponseViolations()).To(ConsistOf(ContainSubstring(tc.want)))
+		})
+	}
+}
+
+func TestTheClosedContractStillAcceptsEveryDocumentedField(t *testing.T) {
+	for _, tc := range []struct {
+		name, method, path string
+		status             int
+		body               string
+	}{
+		{"a token with every field", "GET", tokenPath, 200, `{"success":true,"errors":[],"messages":[],"result":` +
+			strings.TrimSuffix(validToken, "}") + `,"last_seen_at":"2026-01-02T05:20:00Z"}}`},
+		{"a token with no field", "GET", tokenPath, 200, `{"success":true,"errors":[],"messages":[],"result":{}}`},
+		{"a list with every result_info field", "GET", "/client/v4/accounts/acc/access/service_tokens", 200,
+			`{"success":true,"errors":[],"messages":[],"result":[` + validToken + `],"result_info":{"page":1,"per_page":20,"count":1,"total_count":1,"total_pages":1}}`},
+		{"a zone list without result_info", "GET", "/client/v4/zones/zone/access/service_tokens", 200, `{"success":true,"errors":[],"messages":[],"result":[]}`},
+		{"an error with every documented field", "GET", tokenPath, 404,
+			`{"success":false,"result":null,"messages":[{"code":1000,"message":"m"}],"errors":[{"code":7003,"message":"m","documentation_url":"https://x","source":{"pointer":"/p"}}]}`},
+		{"a 6003 with its error_chain", "GET", tokenPath, 400,
+			`{"success":false,"result":null,"messages":[],"errors":[{"code":6003,"message":"Invalid request headers","error_chain":[{"code":6111,"message":"Invalid format for Authorization header"}]}]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			v := contract.Load(t)
+			do(t, v.Wrap(fixed(tc.status, "application/json", tc.body)), tc.method, tc.path, "")
+			g.Expect(v.Violations()).To(BeEmpty())
+		})
+	}
+}
+
+// Closing is for responses: a request may carry fields the schema does not
+// list.
+func TestRequestsStayOpen(t *testing.T) {
+	g := NewWithT(t)
+	v := contract.Load(t)
+	do(t, v.Wrap(fixed(201, "application/json", `{"success":true,"errors":[],"messages":[],"result":{}}`)),
+		"POST", "/client/v4/accounts/acc/access/service_tokens", `{"name":"a","colour":"blue"}`)
+	g.Expect(v.Violations()).To(BeEmpty())
 }
 
 func TestAnInvalidResponseIsReported(t *testing.T) {

@@ -28,8 +28,10 @@ func TestCreateAnswers201WithTheOnlyCopyOfTheSecret(t *testing.T) {
 	g.Expect(tok.Enabled).To(BeTrue(), "enabled defaults to true")
 	g.Expect(mustTime(tok.CreatedAt)).To(Equal(t0))
 	g.Expect(mustTime(tok.UpdatedAt)).To(Equal(t0))
-	g.Expect(mustTime(tok.ExpiresAt)).To(Equal(t0.Add(8760 * time.Hour)))
-	g.Expect(r.resultKeys()).NotTo(HaveKey("last_seen_at"), "never used yet")
+	g.Expect(keys(r.resultKeys())).To(Equal(createKeys), "access_create_response: no expires_at, no last_seen_at")
+	got := h.call("GET", acct+"/"+tok.ID, "")
+	g.Expect(mustTime(got.token().ExpiresAt)).To(Equal(t0.Add(8760*time.Hour)), "the default duration, as get shows")
+	g.Expect(got.resultKeys()).NotTo(HaveKey("last_seen_at"), "never used yet")
 
 	st := h.state(tok.ID)
 	g.Expect(st.AccountID).To(Equal("acc1"))
@@ -39,6 +41,50 @@ func TestCreateAnswers201WithTheOnlyCopyOfTheSecret(t *testing.T) {
 	g.Expect(h.sim.IssuedSecrets()).To(Equal([]string{tok.ClientSecret}))
 	g.Expect(h.sim.Verify(tok.ClientID, tok.ClientSecret)).To(BeTrue())
 	g.Expect(h.sim.Verify(tok.ClientID, tok.ClientSecret+"x")).To(BeFalse())
+}
+
+var (
+	createKeys = []string{"client_id", "client_secret", "created_at", "duration", "enabled", "id", "name", "updated_at"}
+	tokenKeys  = []string{"client_id", "created_at", "duration", "enabled", "expires_at", "id", "name", "updated_at"}
+)
+
+// Create and rotate answer with schema access_create_response (no
+// expires_at); every other operation with the token object.
+func TestEachOperationAnswersInItsPublishedShape(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.SecretInUpdateResponse = true })
+	tok := h.create(`{"name":"shape","duration":"1h"}`)
+	item := acct + "/" + tok.ID
+	zoneTok := h.call("POST", zone, `{"name":"z"}`).token()
+	for _, tc := range []struct {
+		name, method, path, body string
+		want                     []string
+	}{
+		{"create", "POST", acct, `{"name":"c"}`, createKeys},
+		{"create in a zone", "POST", zone, `{"name":"c"}`, createKeys},
+		{"rotate", "POST", item + "/rotate", "", createKeys},
+		{"a PUT that rotates, with SecretInUpdateResponse", "PUT", item, `{"client_secret_version":9}`, createKeys},
+		{"get", "GET", item, "", tokenKeys},
+		{"get in a zone", "GET", zone + "/" + zoneTok.ID, "", tokenKeys},
+		{"update", "PUT", item, `{"name":"shape2"}`, tokenKeys},
+		{"refresh", "POST", item + "/refresh", "", tokenKeys},
+		{"delete", "DELETE", item, "", tokenKeys},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			r := h.call(tc.method, tc.path, tc.body)
+			g.Expect(r.status).To(BeNumerically("<", 300), r.raw)
+			g.Expect(keys(r.resultKeys())).To(Equal(tc.want), r.raw)
+		})
+	}
+	g := NewWithT(t)
+	for _, tk := range h.call("GET", acct, "").tokens() {
+		g.Expect(tk.ExpiresAt).NotTo(BeEmpty(), "list items are token objects")
+		g.Expect(tk.ClientSecret).To(BeEmpty())
+	}
+	// The update response schema has no client_secret: the closed contract
+	// flags the secret SecretInUpdateResponse adds, and only that.
+	g.Expect(h.v.ResponseViolations()).To(ConsistOf(And(ContainSubstring("PUT "+item), ContainSubstring(`"client_secret" is unsupported`))))
+	h.v.Reset()
 }
 
 func TestCreateInAZoneKeepsTheTokenInThatZone(t *testing.T) {
@@ -90,7 +136,6 @@ func TestAForeverTokenHasNoExpiryAndNeverExpires(t *testing.T) {
 	h := newHarness(t)
 	tok := h.create(`{"name":"f","duration":"forever"}`)
 	g.Expect(tok.Duration).To(Equal("forever"))
-	g.Expect(tok.ExpiresAt).To(BeEmpty())
 	g.Expect(h.call("GET", acct+"/"+tok.ID, "").resultKeys()).NotTo(HaveKey("expires_at"))
 	g.Expect(h.state(tok.ID).ExpiresAt.IsZero()).To(BeTrue())
 
@@ -125,6 +170,7 @@ func TestAPartialUpdateChangesOnlyWhatItCarries(t *testing.T) {
 	g := NewWithT(t)
 	h := newHarness(t)
 	tok := h.create(`{"name":"old","duration":"10h"}`)
+	before := h.call("GET", acct+"/"+tok.ID, "").token()
 	h.clock.Step(time.Hour)
 
 	r := h.call("PUT", acct+"/"+tok.ID, `{"name":"new"}`)
@@ -132,7 +178,7 @@ func TestAPartialUpdateChangesOnlyWhatItCarries(t *testing.T) {
 	got := r.token()
 	g.Expect(got.Name).To(Equal("new"))
 	g.Expect(got.Duration).To(Equal("10h"))
-	g.Expect(got.ExpiresAt).To(Equal(tok.ExpiresAt), "no duration, no new expiry")
+	g.Expect(got.ExpiresAt).To(Equal(before.ExpiresAt), "no duration, no new expiry")
 	g.Expect(got.Enabled).To(BeTrue())
 	g.Expect(mustTime(got.UpdatedAt)).To(Equal(t0.Add(time.Hour)))
 	g.Expect(got.CreatedAt).To(Equal(tok.CreatedAt))

@@ -19,24 +19,30 @@ const (
 	OpUnknown = "unknown"
 )
 
-// Error codes in failure envelopes. Only CodeAuth is published by
-// Cloudflare; 7000/7001/7003 are Cloudflare's generic routing codes; the
-// rest are the simulator's own (see the package doc). Clients should key
-// on the HTTP status.
+// Error codes in failure envelopes. CodeAuth is published by Cloudflare;
+// the 6xxx codes, 7000 and 7003 are observed on Cloudflare's API (7001 is
+// its generic method-not-allowed); the rest are the simulator's own (see the
+// package doc). Clients should key on the HTTP status.
 const (
-	CodeNoRoute          = 7000
-	CodeMethodNotAllowed = 7001
-	CodeUnknownScope     = 7003
-	CodeAuth             = 10000
-	CodeInvalidRequest   = 10400
-	CodeNotFound         = 10404
-	CodeRateLimited      = 10429
+	CodeInvalidHeaders       = 6003 // 400, with the detail in error_chain
+	CodeInvalidAuthEmail     = 6102 // in error_chain: malformed X-Auth-Email
+	CodeInvalidAuthKey       = 6103 // in error_chain: malformed X-Auth-Key
+	CodeInvalidAuthorization = 6111 // in error_chain: malformed Authorization
+	CodeNoRoute              = 7000
+	CodeMethodNotAllowed     = 7001
+	CodeUnknownScope         = 7003
+	CodeAuth                 = 10000
+	CodeInvalidRequest       = 10400
+	CodeNotFound             = 10404
+	CodeRateLimited          = 10429
 )
 
-// apiError is one entry of the envelope's errors array.
+// apiError is one entry of the envelope's errors array. ErrorChain is set
+// only on a 6003, as Cloudflare does.
 type apiError struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
+	Code       int        `json:"code"`
+	Message    string     `json:"message"`
+	ErrorChain []apiError `json:"error_chain,omitempty"`
 }
 
 type resultInfo struct {
@@ -45,6 +51,22 @@ type resultInfo struct {
 	Count      int `json:"count"`
 	TotalCount int `json:"total_count"`
 	TotalPages int `json:"total_pages"`
+	// omitTotals leaves total_count and total_pages out (OmitTotalPages).
+	omitTotals bool
+}
+
+// MarshalJSON writes the published fields, without the totals when they
+// are to be omitted (a zero total is still written otherwise).
+func (ri resultInfo) MarshalJSON() ([]byte, error) {
+	type plain resultInfo
+	if !ri.omitTotals {
+		return json.Marshal(plain(ri))
+	}
+	return json.Marshal(struct {
+		Page    int `json:"page"`
+		PerPage int `json:"per_page"`
+		Count   int `json:"count"`
+	}{ri.Page, ri.PerPage, ri.Count})
 }
 
 // envelope is Cloudflare's response wrapper. Result is nil (JSON null) on
@@ -84,6 +106,14 @@ func authFailure(status int) response {
 	return fail(status, CodeAuth, "Authentication error")
 }
 
+// invalidHeaders is Cloudflare's answer to malformed credentials: the
+// chain says which header.
+func invalidHeaders(chain ...apiError) response {
+	r := fail(http.StatusBadRequest, CodeInvalidHeaders, "Invalid request headers")
+	r.body.Errors[0].ErrorChain = chain
+	return r
+}
+
 func invalid(message string) response {
 	return fail(http.StatusBadRequest, CodeInvalidRequest, message)
 }
@@ -92,20 +122,19 @@ func notFound() response {
 	return fail(http.StatusNotFound, CodeNotFound, "service token not found")
 }
 
-// tokenJSON is the published token object. ExpiresAt and LastSeenAt are
-// omitted when unset (the schema's timestamps are not nullable); ClientSecret
-// only ever appears in create and rotate responses.
+// tokenJSON is the published token object (get, list, update, delete,
+// refresh). ExpiresAt and LastSeenAt are omitted when unset (the schema's
+// timestamps are not nullable).
 type tokenJSON struct {
-	ID           string `json:"id"`
-	ClientID     string `json:"client_id"`
-	Name         string `json:"name"`
-	Duration     string `json:"duration"`
-	Enabled      bool   `json:"enabled"`
-	ExpiresAt    string `json:"expires_at,omitempty"`
-	CreatedAt    string `json:"created_at"`
-	UpdatedAt    string `json:"updated_at"`
-	LastSeenAt   string `json:"last_seen_at,omitempty"`
-	ClientSecret string `json:"client_secret,omitempty"`
+	ID         string `json:"id"`
+	ClientID   string `json:"client_id"`
+	Name       string `json:"name"`
+	Duration   string `json:"duration"`
+	Enabled    bool   `json:"enabled"`
+	ExpiresAt  string `json:"expires_at,omitempty"`
+	CreatedAt  string `json:"created_at"`
+	UpdatedAt  string `json:"updated_at"`
+	LastSeenAt string `json:"last_seen_at,omitempty"`
 }
 
 func publicToken(t TokenState) tokenJSON {
@@ -122,12 +151,32 @@ func publicToken(t TokenState) tokenJSON {
 	}
 }
 
-// withSecret answers with the token plus its current secret: create and
-// rotate only.
+// createJSON is the result of schema access_create_response (create and
+// rotate): the secret, and no expires_at or last_seen_at.
+type createJSON struct {
+	ID           string `json:"id"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	Name         string `json:"name"`
+	Duration     string `json:"duration"`
+	Enabled      bool   `json:"enabled"`
+	CreatedAt    string `json:"created_at"`
+	UpdatedAt    string `json:"updated_at"`
+}
+
+// withSecret answers in the create shape, with the token's current secret:
+// create, rotate, and a rotating PUT with SecretInUpdateResponse.
 func withSecret(status int, t TokenState) response {
-	pt := publicToken(t)
-	pt.ClientSecret = t.ClientSecret
-	r := ok(status, pt)
+	r := ok(status, createJSON{
+		ID:           t.ID,
+		ClientID:     t.ClientID,
+		ClientSecret: t.ClientSecret,
+		Name:         t.Name,
+		Duration:     t.Duration,
+		Enabled:      t.Enabled,
+		CreatedAt:    formatTime(t.CreatedAt),
+		UpdatedAt:    formatTime(t.UpdatedAt),
+	})
 	r.secret = t.ClientSecret
 	return r
 }

@@ -12,7 +12,7 @@ func TestATokenStopsAuthenticatingWhenItExpires(t *testing.T) {
 	g := NewWithT(t)
 	h := newHarness(t)
 	tok := h.create(`{"name":"short","duration":"1h"}`)
-	g.Expect(mustTime(tok.ExpiresAt)).To(Equal(t0.Add(time.Hour)))
+	g.Expect(h.state(tok.ID).ExpiresAt).To(Equal(t0.Add(time.Hour)))
 
 	h.clock.Step(59 * time.Minute)
 	g.Expect(h.sim.Verify(tok.ClientID, tok.ClientSecret)).To(BeTrue())
@@ -34,7 +34,8 @@ func TestRotateKeepsThePreviousSecretUntilItsGraceEnds(t *testing.T) {
 	g.Expect(rot.ClientID).To(Equal(tok.ClientID), "rotation keeps the client ID")
 	g.Expect(rot.ClientSecret).To(MatchRegexp(secretRE.String()))
 	g.Expect(rot.ClientSecret).NotTo(Equal(tok.ClientSecret))
-	g.Expect(rot.ExpiresAt).To(Equal(tok.ExpiresAt), "rotate does not move expiry")
+	g.Expect(r.resultKeys()).NotTo(HaveKey("expires_at"), "the create shape")
+	g.Expect(h.state(tok.ID).ExpiresAt).To(Equal(t0.Add(8760*time.Hour)), "rotate does not move expiry")
 
 	st := h.state(tok.ID)
 	g.Expect(st.PreviousClientSecret).To(Equal(tok.ClientSecret))
@@ -134,23 +135,29 @@ func TestUpdatingTheDurationResetsExpiryRelativeToNow(t *testing.T) {
 	}
 }
 
-func TestRefreshExtendsExpiry(t *testing.T) {
+func TestRefreshExtendsExpiryByOneYearInEveryMode(t *testing.T) {
+	const year = 8760 * time.Hour
 	for _, tc := range []struct {
 		name     string
-		fromNow  bool
+		mode     RefreshMode
 		duration string
 		step     time.Duration
-		want     time.Time
+		want     time.Time // zero: no expiry
 	}{
-		{"by default from the old expiry", false, "10h", 4 * time.Hour, t0.Add(20 * time.Hour)},
-		{"from now with RefreshFromNow", true, "10h", 4 * time.Hour, t0.Add(14 * time.Hour)},
-		{"from now for an expired token by default", false, "1h", 3 * time.Hour, t0.Add(4 * time.Hour)},
-		{"from now for an expired token with RefreshFromNow", true, "1h", 3 * time.Hour, t0.Add(4 * time.Hour)},
-		{"never for a forever token", false, "forever", time.Hour, time.Time{}},
+		{"by default a year from the old expiry", "", "10h", 4 * time.Hour, t0.Add(10*time.Hour + year)},
+		{"a year from the old expiry", RefreshYearFromExpiry, "10h", 4 * time.Hour, t0.Add(10*time.Hour + year)},
+		{"a year from now", RefreshYearFromNow, "10h", 4 * time.Hour, t0.Add(4*time.Hour + year)},
+		{"the duration from the old expiry", RefreshDurationFromExpiry, "10h", 4 * time.Hour, t0.Add(20 * time.Hour)},
+		{"the duration from now", RefreshDurationFromNow, "10h", 4 * time.Hour, t0.Add(14 * time.Hour)},
+		{"by default a year from now for an expired token", "", "1h", 3 * time.Hour, t0.Add(3*time.Hour + year)},
+		{"a year from now for an expired token", RefreshYearFromNow, "1h", 3 * time.Hour, t0.Add(3*time.Hour + year)},
+		{"the duration from now for an expired token", RefreshDurationFromExpiry, "1h", 3 * time.Hour, t0.Add(4 * time.Hour)},
+		{"the duration from now for an expired token, from now", RefreshDurationFromNow, "1h", 3 * time.Hour, t0.Add(4 * time.Hour)},
+		{"exactly at expiry counts as expired", RefreshYearFromExpiry, "1h", time.Hour, t0.Add(time.Hour + year)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
-			h := newHarness(t, func(o *Options) { o.RefreshFromNow = tc.fromNow })
+			h := newHarness(t, func(o *Options) { o.Refresh = tc.mode })
 			tok := h.create(jsonBody(map[string]any{"name": "x", "duration": tc.duration}))
 			h.clock.Step(tc.step)
 			r := h.call("POST", acct+"/"+tok.ID+"/refresh", "")
@@ -158,10 +165,37 @@ func TestRefreshExtendsExpiry(t *testing.T) {
 			got := r.token()
 			g.Expect(got.ClientSecret).To(BeEmpty())
 			g.Expect(mustTime(got.UpdatedAt)).To(Equal(t0.Add(tc.step)))
+			g.Expect(mustTime(got.ExpiresAt)).To(Equal(tc.want), "the response carries the new expiry")
 			g.Expect(h.state(tok.ID).ExpiresAt).To(Equal(tc.want))
+			g.Expect(got.Duration).To(Equal(tc.duration), "refresh does not change the duration")
 			g.Expect(h.sim.Verify(tok.ClientID, tok.ClientSecret)).To(BeTrue(), "refresh keeps the secret and revives the token")
 		})
 	}
+}
+
+func TestRefreshingAForeverTokenChangesOnlyUpdatedAtInEveryMode(t *testing.T) {
+	for _, mode := range RefreshModes() {
+		t.Run(string(mode), func(t *testing.T) {
+			g := NewWithT(t)
+			h := newHarness(t, func(o *Options) { o.Refresh = mode })
+			tok := h.create(`{"name":"f","duration":"forever"}`)
+			before := h.state(tok.ID)
+			h.clock.Step(time.Hour)
+			r := h.call("POST", acct+"/"+tok.ID+"/refresh", "")
+			g.Expect(r.status).To(Equal(http.StatusOK))
+			g.Expect(r.resultKeys()).NotTo(HaveKey("expires_at"))
+			after := h.state(tok.ID)
+			g.Expect(after.UpdatedAt).To(Equal(t0.Add(time.Hour)))
+			after.UpdatedAt = before.UpdatedAt
+			g.Expect(after).To(Equal(before))
+		})
+	}
+}
+
+func TestRefreshModesListsEveryModeAndNewRejectsOthers(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(RefreshModes()).To(Equal([]RefreshMode{"year-from-expiry", "year-from-now", "duration-from-expiry", "duration-from-now"}))
+	g.Expect(func() { New(Options{Refresh: "sometimes"}) }).To(PanicWith(ContainSubstring(`unknown RefreshMode "sometimes"`)))
 }
 
 func TestIncrementingTheSecretVersionRotates(t *testing.T) {
@@ -188,7 +222,11 @@ func TestIncrementingTheSecretVersionRotates(t *testing.T) {
 			g.Expect(h.sim.Verify(tok.ClientID, tok.ClientSecret)).To(BeTrue(), "in grace")
 			if tc.secretInUpdate {
 				g.Expect(r.token().ClientSecret).To(Equal(st.ClientSecret))
+				g.Expect(keys(r.resultKeys())).To(Equal(createKeys), "the create shape, as from rotate")
 				g.Expect(h.sim.IssuedSecrets()).To(ContainElement(st.ClientSecret))
+				// Outside the published update schema, and the closed contract says so.
+				g.Expect(h.v.ResponseViolations()).To(ConsistOf(ContainSubstring(`"client_secret" is unsupported`)))
+				h.v.Reset()
 			} else {
 				g.Expect(r.raw).NotTo(ContainSubstring("client_secret"))
 				g.Expect(h.sim.IssuedSecrets()).NotTo(ContainElement(st.ClientSecret))

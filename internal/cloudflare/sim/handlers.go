@@ -149,9 +149,9 @@ func intParam(q url.Values, name string, def, maxValue int) (int, *response) {
 func (s *Server) list(rt route, q url.Values) response {
 	page, perPage := 1, 0
 	var f listFilter
-	if !rt.zone {
-		// The zone list takes no query parameters: it is one page of everything.
-		var r *response
+	var r *response
+	switch {
+	case !rt.zone:
 		if page, r = intParam(q, "page", 1, math.MaxInt32); r != nil {
 			return *r
 		}
@@ -159,6 +159,13 @@ func (s *Server) list(rt route, q url.Values) response {
 			return *r
 		}
 		f = listFilter{name: q.Get("name"), search: q.Get("search")}
+	case s.opts.ZonePageSize > 0:
+		// The zone list documents no query parameters; paged, it honours
+		// page alone.
+		if page, r = intParam(q, "page", 1, math.MaxInt32); r != nil {
+			return *r
+		}
+		perPage = s.opts.ZonePageSize
 	}
 	s.mu.RLock()
 	items, total := s.st.page(rt.scope(), f, page, perPage)
@@ -168,16 +175,16 @@ func (s *Server) list(rt route, q url.Values) response {
 	for i, t := range items {
 		out[i] = publicToken(t)
 	}
-	info := &resultInfo{Page: page, PerPage: perPage, Count: len(out), TotalCount: total}
+	info := &resultInfo{Page: page, PerPage: perPage, Count: len(out), TotalCount: total, omitTotals: s.opts.OmitTotalPages}
 	if perPage == 0 {
 		info.PerPage = len(out)
 		info.TotalPages = 1
 	} else {
 		info.TotalPages = (total + perPage - 1) / perPage
 	}
-	r := ok(http.StatusOK, out)
-	r.body.ResultInfo = info
-	return r
+	resp := ok(http.StatusOK, out)
+	resp.body.ResultInfo = info
+	return resp
 }
 
 func (s *Server) get(rt route) response {
@@ -270,6 +277,7 @@ func (s *Server) update(rt route, body []byte) response {
 	}
 	t.UpdatedAt = now
 	if rotated && s.opts.SecretInUpdateResponse {
+		// The new secret rides in the create shape, as from rotate.
 		return withSecret(http.StatusOK, *t)
 	}
 	return ok(http.StatusOK, publicToken(*t))
@@ -295,13 +303,7 @@ func (s *Server) refresh(rt route) response {
 	}
 	now := s.now()
 	t := &e.state
-	if d, forever, err := parseDuration(t.Duration); err == nil && !forever {
-		from := t.ExpiresAt
-		if s.opts.RefreshFromNow || from.IsZero() || t.Expired(now) {
-			from = now
-		}
-		t.ExpiresAt = from.Add(d)
-	}
+	t.ExpiresAt = s.opts.Refresh.expiry(*t, now)
 	t.UpdatedAt = now
 	return ok(http.StatusOK, publicToken(*t))
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +22,7 @@ const (
 	writerToken = "writer-api-token-0123456789"
 	readerToken = "reader-api-token-0123456789"
 	keyEmail    = "ops@example.com"
-	globalKey   = "global-api-key-0123456789"
+	globalKey   = "0123456789abcdef0123456789abcdef01234" // 37 hex, like Cloudflare's
 
 	acct  = "/client/v4/accounts/acc1/access/service_tokens"
 	acct2 = "/client/v4/accounts/acc2/access/service_tokens"
@@ -97,9 +99,16 @@ type reply struct {
 	}
 }
 
-// token decodes the result as one token object.
-func (r reply) token() tokenJSON {
-	var t tokenJSON
+// tokenReply holds any token result: the token object or the create shape.
+// Tests that care which fields are present use resultKeys.
+type tokenReply struct {
+	tokenJSON
+	ClientSecret string `json:"client_secret"`
+}
+
+// token decodes the result as one token.
+func (r reply) token() tokenReply {
+	var t tokenReply
 	if err := json.Unmarshal(r.env.Result, &t); err != nil {
 		panic("result is not a token: " + r.raw)
 	}
@@ -107,8 +116,8 @@ func (r reply) token() tokenJSON {
 }
 
 // tokens decodes the result as a list.
-func (r reply) tokens() []tokenJSON {
-	var ts []tokenJSON
+func (r reply) tokens() []tokenReply {
+	var ts []tokenReply
 	if err := json.Unmarshal(r.env.Result, &ts); err != nil {
 		panic("result is not a list: " + r.raw)
 	}
@@ -120,6 +129,11 @@ func (r reply) resultKeys() map[string]any {
 	var m map[string]any
 	_ = json.Unmarshal(r.env.Result, &m)
 	return m
+}
+
+// keys returns the sorted keys of a JSON object's map.
+func keys(m map[string]any) []string {
+	return slices.Sorted(maps.Keys(m))
 }
 
 func (r reply) code() int {
@@ -185,8 +199,8 @@ func (h *harness) callAs(method, path, body string, as func(*http.Request)) repl
 }
 
 // create makes an account token and returns the create response's token
-// (with its secret).
-func (h *harness) create(body string) tokenJSON {
+// (with its secret and without expires_at).
+func (h *harness) create(body string) tokenReply {
 	h.t.Helper()
 	r := h.call("POST", acct, body)
 	if r.status != http.StatusCreated {

@@ -1,8 +1,10 @@
 package sim
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,6 +203,95 @@ func TestTheZoneListIgnoresQueryParameters(t *testing.T) {
 	g.Expect(r.status).To(Equal(http.StatusOK))
 	g.Expect(r.tokens()).To(HaveLen(3))
 	g.Expect(*r.env.ResultInfo).To(Equal(resultInfo{Page: 1, PerPage: 3, Count: 3, TotalCount: 3, TotalPages: 1}))
+}
+
+func TestZonePageSizePagesTheZoneListByPageAlone(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.ZonePageSize = 2 })
+	var want []string
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		want = append(want, h.call("POST", zone, jsonBody(map[string]any{"name": n})).token().ID)
+	}
+	for _, tc := range []struct {
+		name, query string
+		want        []string
+		info        resultInfo
+	}{
+		{"no page is page 1", "", want[:2], resultInfo{Page: 1, PerPage: 2, Count: 2, TotalCount: 5, TotalPages: 3}},
+		{"page 2", "?page=2", want[2:4], resultInfo{Page: 2, PerPage: 2, Count: 2, TotalCount: 5, TotalPages: 3}},
+		{"the last page", "?page=3", want[4:], resultInfo{Page: 3, PerPage: 2, Count: 1, TotalCount: 5, TotalPages: 3}},
+		{"a page past the end is empty", "?page=4", nil, resultInfo{Page: 4, PerPage: 2, Count: 0, TotalCount: 5, TotalPages: 3}},
+		{"per_page and name are ignored", "?page=1&per_page=5&name=c", want[:2], resultInfo{Page: 1, PerPage: 2, Count: 2, TotalCount: 5, TotalPages: 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			r := h.call("GET", zone+tc.query, "")
+			g.Expect(r.status).To(Equal(http.StatusOK))
+			var got []string
+			for _, tk := range r.tokens() {
+				got = append(got, tk.ID)
+			}
+			g.Expect(got).To(Equal(tc.want))
+			g.Expect(*r.env.ResultInfo).To(Equal(tc.info))
+		})
+	}
+	t.Run("a bad page is a 400", func(t *testing.T) {
+		g := NewWithT(t)
+		r := h.call("GET", zone+"?page=0", "")
+		g.Expect(r.status).To(Equal(http.StatusBadRequest))
+		g.Expect(r.message()).To(HavePrefix("page must be an integer"))
+	})
+	t.Run("the account list is unaffected", func(t *testing.T) {
+		g := NewWithT(t)
+		h.create(`{"name":"acct"}`)
+		h.create(`{"name":"acct"}`)
+		h.create(`{"name":"acct"}`)
+		r := h.call("GET", acct, "")
+		g.Expect(r.tokens()).To(HaveLen(3))
+		g.Expect(r.env.ResultInfo.PerPage).To(Equal(1000))
+	})
+}
+
+func TestOmitTotalPagesLeavesTheTotalsOutOfEveryList(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		zonePage  int
+		list      string // before page=
+		wantPages int    // pages before the empty one; 0: the list ignores page
+	}{
+		{"the account list", 0, acct + "?per_page=2&", 2},
+		{"the paged zone list", 2, zone + "?", 2},
+		{"the one-page zone list", 0, zone + "?", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			h := newHarness(t, func(o *Options) { o.OmitTotalPages, o.ZonePageSize = true, tc.zonePage })
+			base, _, _ := strings.Cut(tc.list, "?")
+			for range 3 {
+				g.Expect(h.call("POST", base, `{"name":"x"}`).status).To(Equal(http.StatusCreated))
+			}
+			seen := 0
+			for page := 1; page <= max(tc.wantPages+1, 1); page++ {
+				r := h.call("GET", fmt.Sprintf("%spage=%d", tc.list, page), "")
+				g.Expect(r.status).To(Equal(http.StatusOK))
+				g.Expect(keys(rawResultInfo(r))).To(Equal([]string{"count", "page", "per_page"}), r.raw)
+				g.Expect(r.env.ResultInfo.Count).To(Equal(len(r.tokens())))
+				if page > tc.wantPages && tc.wantPages > 0 {
+					g.Expect(r.tokens()).To(BeEmpty(), "the walk ends on an empty page")
+				}
+				seen += len(r.tokens())
+			}
+			g.Expect(seen).To(Equal(3))
+		})
+	}
+}
+
+// rawResultInfo returns an envelope's result_info as a JSON object.
+func rawResultInfo(r reply) map[string]any {
+	var env struct {
+		ResultInfo map[string]any `json:"result_info"`
+	}
+	_ = json.Unmarshal([]byte(r.raw), &env)
+	return env.ResultInfo
 }
 
 func BenchmarkListPageOf1000Among10000(b *testing.B) {

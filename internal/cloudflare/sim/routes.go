@@ -16,6 +16,7 @@ type route struct {
 	zone    bool
 	scopeID string // account or zone ID
 	tokenID string
+	path    string    // below APIPrefix, e.g. /accounts/a/access/service_tokens
 	err     *response // no route, or method not allowed
 }
 
@@ -53,7 +54,7 @@ func parseRoute(method, path string) route {
 			return noRoute()
 		}
 	}
-	rt := route{zone: segs[0] == "zones", scopeID: segs[1]}
+	rt := route{zone: segs[0] == "zones", scopeID: segs[1], path: "/" + rest}
 	switch len(segs) {
 	case 4:
 		switch method {
@@ -107,12 +108,8 @@ func isWrite(op string) bool {
 }
 
 // unknownScope is Cloudflare's answer for an account or zone it cannot route
-// to.
+// to; like Cloudflare it names the requested path below /client/v4.
 func unknownScope(rt route) response {
-	kind := "accounts"
-	if rt.zone {
-		kind = "zones"
-	}
 	return fail(http.StatusNotFound, CodeUnknownScope,
-		fmt.Sprintf("Could not route to /%s/%s/access/service_tokens, perhaps your object identifier is invalid?", kind, rt.scopeID))
+		fmt.Sprintf("Could not route to %s, perhaps your object identifier is invalid?", rt.path))
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -15,18 +16,24 @@ import (
 
 // Options configures a Server. The zero value is a server with no accounts
 // or zones (every call is a 404), open authentication, Cloudflare's rate
-// limit, the real clock and no faults.
+// limit and lockout, the real clock and no faults.
 type Options struct {
 	// Accounts and Zones are the IDs the API knows; others are a 404.
 	Accounts []string
 	Zones    []string
 	// APITokens (Bearer) and APIKeys (legacy email+key) are the accepted
-	// credentials. With neither set, any non-empty credential is accepted.
+	// credentials. With neither set, any well-formed credential is accepted.
 	APITokens []APIToken
 	APIKeys   []APIKey
-	// RateLimit is the per-credential budget; zero is 1200 per 5 minutes,
-	// a negative Requests is unlimited.
+	// RateLimit is the per-user budget; zero is 1200 per 5 minutes, a
+	// negative Requests is unlimited.
 	RateLimit RateLimit
+	// Lockout is how long a user who exceeded the budget is refused,
+	// counted from the request that exceeded it; zero is DefaultLockout.
+	Lockout time.Duration
+	// Outside are other clients spending users' budgets (see
+	// OutsideConsumer and SpendBudget).
+	Outside []OutsideConsumer
 	// Clock drives expiry, grace periods, timestamps and rate-limit windows.
 	// nil is the real clock. Latency and fault delays always use real time.
 	Clock clock.PassiveClock
@@ -34,9 +41,9 @@ type Options struct {
 	Latency time.Duration
 	// Faults to inject from the start; see SetFaults.
 	Faults Faults
-	// RefreshFromNow makes refresh set expires_at to now + duration instead
-	// of extending the current expiry (Cloudflare's behaviour is unknown).
-	RefreshFromNow bool
+	// Refresh picks how refresh moves expires_at (Cloudflare documents one
+	// year but not from when); the zero value means RefreshYearFromExpiry.
+	Refresh RefreshMode
 	// ResetExpiryOnlyOnDurationChange makes a PUT reset expires_at only when
 	// its duration differs from the stored one (by default any PUT carrying
 	// a duration resets it).
@@ -44,6 +51,13 @@ type Options struct {
 	// SecretInUpdateResponse makes a PUT that rotates (by incrementing
 	// client_secret_version) return the new client_secret.
 	SecretInUpdateResponse bool
+	// ZonePageSize, when positive, makes the zone list answer in pages of
+	// that size, honouring only the page parameter; zero answers everything
+	// on one page.
+	ZonePageSize int
+	// OmitTotalPages leaves total_pages and total_count out of every list's
+	// result_info, so clients must stop on an empty page.
+	OmitTotalPages bool
 	// Seed makes IDs, secrets and fault draws reproducible; 0 is random.
 	Seed int64
 	// RequestLogLimit caps RequestLog (oldest entries go first); 0 is
@@ -75,15 +89,18 @@ type Server struct {
 	log     []Request
 }
 
-// New builds a Server.
+// New builds a Server. It panics on an unknown Options.Refresh.
 func New(opts Options) *Server {
+	if !slices.Contains(RefreshModes(), opts.Refresh.orDefault()) {
+		panic(fmt.Sprintf("sim: unknown RefreshMode %q", opts.Refresh))
+	}
 	s := &Server{
 		opts:      opts,
 		clock:     opts.Clock,
 		accounts:  toSet(opts.Accounts),
 		zones:     toSet(opts.Zones),
 		auth:      newAuthenticator(opts.APITokens, opts.APIKeys),
-		limiter:   newRateLimiter(opts.RateLimit),
+		limiter:   newRateLimiter(opts.RateLimit, opts.Lockout, opts.Outside),
 		st:        newStore(),
 		ids:       idGen{newRand(opts.Seed, 1)},
 		faults:    opts.Faults.withDefaults(),
@@ -173,15 +190,15 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 // handle authenticates, spends the rate budget and dispatches.
 func (s *Server) handle(r *http.Request, rt route, rec *Request) response {
-	p, authenticated := s.auth.authenticate(r.Header)
-	if !authenticated {
-		return authFailure(http.StatusUnauthorized)
+	p, failure := s.auth.authenticate(r.Header)
+	if failure != nil {
+		return *failure
 	}
-	d := s.limiter.take(p.key, s.clock.Now())
+	d := s.limiter.take(p.user, s.clock.Now())
 	var resp response
 	switch {
 	case !d.allowed:
-		rec.rateLimited = true
+		rec.rateLimited, rec.lockedOut = true, d.lockedOut
 		resp = fail(http.StatusTooManyRequests, CodeRateLimited, "Rate limited. Please wait and consider throttling your request speed")
 	case rt.err != nil:
 		resp = *rt.err
@@ -226,6 +243,23 @@ func (s *Server) dispatch(r *http.Request, rt route) response {
 	}
 	return fail(http.StatusNotFound, CodeNoRoute, "No route for that URI")
 }
+
+// SpendBudget charges n requests to a user's current rate-limit window as
+// if another client of that user had made them: they show in the headers
+// and can lock the user out like any request. During a lockout it does
+// nothing (those requests would have been refused). user is a user name as
+// in OutsideConsumer.User.
+func (s *Server) SpendBudget(user string, n int) {
+	if s.limiter.spend(userKey(user), n, s.clock.Now()).lockedOut {
+		s.statsMu.Lock()
+		s.stats.Lockouts++
+		s.statsMu.Unlock()
+	}
+}
+
+// UserOf returns the user name an API token's budget belongs to: its
+// APIToken.User, else the token itself (also in open mode).
+func (s *Server) UserOf(apiToken string) string { return s.auth.userOf(apiToken) }
 
 // SetFaults replaces the fault configuration at run time.
 func (s *Server) SetFaults(f Faults) {

@@ -19,6 +19,7 @@ type Request struct {
 	Fault  FaultKind `json:"fault,omitempty"`
 
 	rateLimited bool // a 429 from the budget, not from a fault
+	lockedOut   bool // this request started a lockout
 }
 
 // Stats counts /client/v4 requests since the start or the last ResetStats.
@@ -33,9 +34,12 @@ type Stats struct {
 	ByOpStatus map[string]map[int]int `json:"by_op_status"`
 	// Faults counts injected faults per kind.
 	Faults map[FaultKind]int `json:"faults"`
-	// RateLimited counts 429s from the rate budget (Fault429 is counted in
-	// Faults, and both in ByStatus[429]).
+	// RateLimited counts 429s from the rate budget, lockouts included
+	// (Fault429 is counted in Faults, and both in ByStatus[429]).
 	RateLimited int `json:"rate_limited"`
+	// Lockouts counts the times a user exceeded the budget and was locked
+	// out, by a request or by SpendBudget.
+	Lockouts int `json:"lockouts"`
 }
 
 func newStats() Stats {
@@ -58,6 +62,7 @@ func (st Stats) clone() Stats {
 		ByOpStatus:  make(map[string]map[int]int, len(st.ByOpStatus)),
 		Faults:      maps.Clone(st.Faults),
 		RateLimited: st.RateLimited,
+		Lockouts:    st.Lockouts,
 	}
 	for op, m := range st.ByOpStatus {
 		c.ByOpStatus[op] = maps.Clone(m)
@@ -81,6 +86,9 @@ func (s *Server) record(r Request) {
 	}
 	if r.rateLimited {
 		st.RateLimited++
+	}
+	if r.lockedOut {
+		st.Lockouts++
 	}
 	limit := s.opts.RequestLogLimit
 	if limit < 0 {

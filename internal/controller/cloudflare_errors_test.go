@@ -1,0 +1,87 @@
+package controller
+
+import (
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+
+	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+)
+
+// Cloudflare's error classes as a user meets them (docs/cloudflare-permissions.md).
+var _ = Describe("Cloudflare's errors", func() {
+	var ns string
+	BeforeEach(func() {
+		ns = newNamespace(nil)
+		op := startOperator(ns, Options{})
+		DeferCleanup(func() { op.stop() })
+	})
+
+	accountReady := func(reason string) *metav1.Condition {
+		GinkgoHelper()
+		return waitAccountReason(ns, "cf", reason)
+	}
+	setAccountID := func(id string) {
+		Eventually(func() error {
+			acc := &v1alpha1.CloudflareAccount{}
+			Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: "cf"}, acc)).To(Succeed())
+			acc.Spec.AccountID = id
+			return k8s.Update(ctx(), acc)
+		}, timeout, interval).Should(Succeed())
+	}
+
+	It("finds a read-only API token with a write probe, before any ServiceToken writes", func() {
+		setCredentials(ns, testReadOnlyToken)
+		Expect(k8s.Create(ctx(), cfAccount(ns, "cf"))).To(Succeed())
+		c := accountReady(v1alpha1.ReasonCredentialsReadOnly)
+		Expect(c.Message).To(ContainSubstring("Access: Service Tokens Write"))
+		Expect(c.Message).NotTo(ContainSubstring(testReadOnlyToken))
+
+		st := serviceToken(ns, "ro")
+		Expect(k8s.Create(ctx(), st)).To(Succeed())
+		waitFor(st, "blocked by the account, not failing a write", hasReason(v1alpha1.ConditionReady, v1alpha1.ReasonAccountNotReady))
+		Expect(tokenIDs(ns + "/ro")).To(BeEmpty())
+
+		setCredentials(ns, testAPIToken)
+		accountReady(v1alpha1.ReasonReady)
+		Expect(credentialOf(waitReady(st)).works()).To(BeTrue())
+	})
+
+	It("says which header is malformed (code 6003) without repeating the credential", func() {
+		const malformed = "not a token"
+		setCredentials(ns, malformed)
+		Expect(k8s.Create(ctx(), cfAccount(ns, "cf"))).To(Succeed())
+		c := accountReady(v1alpha1.ReasonCredentialsInvalid)
+		Expect(c.Message).To(ContainSubstring("Invalid format for Authorization header"))
+		Expect(c.Message).NotTo(ContainSubstring(malformed))
+	})
+
+	It("takes an unknown account (code 7003) for unreachable, never for a deleted token", func() {
+		Expect(k8s.Create(ctx(), cfAccount(ns, "cf"))).To(Succeed())
+		st := serviceToken(ns, "moved")
+		Expect(k8s.Create(ctx(), st)).To(Succeed())
+		st = waitReady(st)
+		id := st.Status.TokenID
+
+		setAccountID("00000000000000000000000000000bad")
+		c := accountReady(v1alpha1.ReasonAccountUnreachable)
+		Expect(c.Message).To(ContainSubstring("spec.accountID"))
+
+		// The ServiceToken is deleted while its account points elsewhere: the
+		// token still exists, so the finalizer stays and nothing is recreated.
+		Expect(k8s.Delete(ctx(), st)).To(Succeed())
+		st = waitFor(st, "deletion retried", func(st *v1alpha1.ServiceToken) bool { return st.Status.FailedAttempts >= 2 })
+		Expect(st.Finalizers).NotTo(BeEmpty())
+		_, exists := simToken(id)
+		Expect(exists).To(BeTrue())
+		Expect(tokenIDs(ns + "/moved")).To(ConsistOf(id))
+
+		setAccountID(testAccountID)
+		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKeyFromObject(st), st)) }, timeout, interval).Should(BeTrue())
+		_, exists = simToken(id)
+		Expect(exists).To(BeFalse(), "deleted once the account is reachable again")
+	})
+})
