@@ -45,11 +45,18 @@ type Limiter struct {
 	mu          sync.Mutex
 	bucket      *rate.Limiter
 	base        rate.Limit // the configured refill rate, capped by the published policy
+	baseBurst   int
 	pausedUntil time.Time
 	pauseMsg    string
 	// steeredUntil is when the window the last Ratelimit header described
 	// resets; until then the refill may be below base.
 	steeredUntil time.Time
+	// others estimates how fast other clients of the same user spend
+	// (requests per second): what the headers show spent beyond our own
+	// calls, measured over at least othersInterval.
+	others   float64
+	mark     spendMark
+	observed int // answers observed: our own calls
 	// paused is closed (and replaced) by Pause so queued callers wake up and
 	// give their slot back instead of sending into a known 429.
 	paused chan struct{}
@@ -75,13 +82,14 @@ func newLimiter(budget RateLimit, maxWait time.Duration, clk clock.Clock, m reco
 	}
 	r, b := bucketFor(budget)
 	return &Limiter{
-		clock:   clk,
-		budget:  budget,
-		maxWait: maxWait,
-		metrics: m,
-		bucket:  rate.NewLimiter(r, b),
-		base:    r,
-		paused:  make(chan struct{}),
+		clock:     clk,
+		budget:    budget,
+		maxWait:   maxWait,
+		metrics:   m,
+		bucket:    rate.NewLimiter(r, b),
+		base:      r,
+		baseBurst: b,
+		paused:    make(chan struct{}),
 	}
 }
 
@@ -139,7 +147,7 @@ func (l *Limiter) setBudget(b RateLimit) {
 	}
 	now := l.clock.Now()
 	r, burst := bucketFor(b)
-	l.budget, l.base, l.steeredUntil = b, r, time.Time{}
+	l.budget, l.base, l.baseBurst, l.steeredUntil = b, r, burst, time.Time{}
 	l.bucket.SetLimitAt(now, r)
 	l.bucket.SetBurstAt(now, burst)
 }
@@ -199,6 +207,7 @@ func (l *Limiter) Observe(h http.Header) {
 	if !hasPolicy {
 		quota = l.budget.Requests
 	}
+	l.estimateOthersLocked(now, remaining)
 	left := remaining - reserveOf(quota)
 	until := now.Add(reset)
 	if left <= 0 {
@@ -208,10 +217,44 @@ func (l *Limiter) Observe(h http.Header) {
 		l.pauseLocked(until, msgHeld)
 		return
 	}
-	// Spend what is left evenly until the reset, never faster than base.
-	target := rate.Limit(float64(left) / max(reset.Seconds(), 1))
+	// Spend what is left evenly until the reset, less what the others are
+	// expected to spend meanwhile, never faster than base, and with no bigger
+	// burst than the reserve: a burst at the start of a window would take
+	// what other clients of the user spend later in it. A floor keeps
+	// probing, so the estimate can follow when the others slow down.
+	even := float64(left) / max(reset.Seconds(), 1)
+	target := rate.Limit(max(even-l.others, even/20))
 	l.steeredUntil = until
 	l.bucket.SetLimitAt(now, min(l.base, target))
+	l.bucket.SetBurstAt(now, max(1, min(l.baseBurst, reserveOf(quota))))
+}
+
+// spendMark is the start of one measurement of the others' spending.
+type spendMark struct {
+	at        time.Time
+	remaining int
+	observed  int
+}
+
+// othersInterval is the shortest span the others' spending is measured over.
+const othersInterval = 5 * time.Second
+
+// estimateOthersLocked updates the others' spending rate from one answer.
+func (l *Limiter) estimateOthersLocked(now time.Time, remaining int) {
+	l.observed++
+	m := l.mark
+	if m.at.IsZero() || remaining > m.remaining { // first answer, or a new window
+		l.mark = spendMark{at: now, remaining: remaining, observed: l.observed}
+		return
+	}
+	elapsed := now.Sub(m.at)
+	if elapsed < othersInterval {
+		return
+	}
+	spent := (m.remaining - remaining) - (l.observed - m.observed)
+	rate := float64(max(spent, 0)) / elapsed.Seconds()
+	l.others = (l.others + rate) / 2 // smooth: one busy interval is not a trend
+	l.mark = spendMark{at: now, remaining: remaining, observed: l.observed}
 }
 
 // unsteerLocked restores the base rate once the window the headers
@@ -220,6 +263,7 @@ func (l *Limiter) unsteerLocked(now time.Time) {
 	if !l.steeredUntil.IsZero() && !now.Before(l.steeredUntil) {
 		l.steeredUntil = time.Time{}
 		l.bucket.SetLimitAt(now, l.base)
+		l.bucket.SetBurstAt(now, l.baseBurst)
 	}
 }
 

@@ -1,8 +1,11 @@
 package controller
 
 import (
+	"unique"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,6 +27,10 @@ const lastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration"
 //     are often most of an object's size. (The operator writes ServiceTokens
 //     with patches computed against the cached object, which leave both
 //     untouched on the server.)
+//   - strings that repeat from object to object (namespaces, label and
+//     annotation keys, owner kinds, condition types and reasons, Secret data
+//     keys) share one copy instead of one per decoded object. Values stay
+//     equal, so nothing reading the cache can tell.
 func CacheOptions(namespaces map[string]cache.Config) cache.Options {
 	managed := labels.SelectorFromSet(labels.Set{v1alpha1.LabelManaged: "true"})
 	return cache.Options{
@@ -47,5 +54,70 @@ func trimForCache(in any) (any, error) {
 			delete(a, lastAppliedAnnotation) // a freshly decoded object: nobody else holds the map
 		}
 	}
+	internShared(in, obj)
 	return in, nil
+}
+
+// intern returns the canonical copy of s.
+func intern(s string) string {
+	if s == "" {
+		return s
+	}
+	return unique.Make(s).Value()
+}
+
+// internShared makes the low-cardinality strings of a freshly decoded object
+// (nobody else holds it yet) share one copy across objects. Values that are
+// unique per object (names, UIDs, secrets, messages) are left alone: interning
+// them would only add an entry to the intern table.
+func internShared(in any, obj metav1.Object) {
+	obj.SetNamespace(intern(obj.GetNamespace()))
+	internKeys(obj.GetLabels(), true)
+	internKeys(obj.GetAnnotations(), false)
+	if f := obj.GetFinalizers(); f != nil {
+		for i := range f {
+			f[i] = intern(f[i])
+		}
+	}
+	if refs := obj.GetOwnerReferences(); refs != nil {
+		for i := range refs {
+			refs[i].APIVersion, refs[i].Kind = intern(refs[i].APIVersion), intern(refs[i].Kind)
+		}
+	}
+	switch o := in.(type) {
+	case *corev1.Secret:
+		o.Type = corev1.SecretType(intern(string(o.Type)))
+		internKeys(o.Data, false)
+	case *v1alpha1.ServiceToken:
+		o.Spec.AccountRef.Kind, o.Spec.AccountRef.Name = intern(o.Spec.AccountRef.Kind), intern(o.Spec.AccountRef.Name)
+		o.Spec.Duration = intern(o.Spec.Duration)
+		for i := range o.Status.Conditions {
+			c := &o.Status.Conditions[i]
+			c.Type, c.Reason = intern(c.Type), intern(c.Reason)
+			c.Status = metav1.ConditionStatus(intern(string(c.Status)))
+		}
+		if o.Status.SecretName == o.Name {
+			o.Status.SecretName = o.Name // usually: one copy instead of two
+		}
+	}
+}
+
+// internKeys interns a map's keys (and, with values, its string values) in
+// place.
+func internKeys[V any](m map[string]V, values bool) {
+	if len(m) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		v := m[k]
+		if sv, ok := any(v).(string); ok && values {
+			v = any(intern(sv)).(V)
+		}
+		delete(m, k)
+		m[intern(k)] = v
+	}
 }

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"time"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -83,5 +85,45 @@ var _ = Describe("Cloudflare's errors", func() {
 		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKeyFromObject(st), st)) }, timeout, interval).Should(BeTrue())
 		_, exists = simToken(id)
 		Expect(exists).To(BeFalse(), "deleted once the account is reachable again")
+	})
+})
+
+// Cloudflare documents every field of a token as optional. With answers that
+// carry none of them, the operator still creates, keeps and renews a token
+// without a write loop: it keeps what it knows and never "corrects" a field
+// it cannot see.
+var _ = Describe("Answers without optional fields", func() {
+	It("create, observe and renew at no extra calls", func() {
+		ns := newNamespace(nil)
+		op := startOperator(ns, Options{})
+		DeferCleanup(func() { op.stop() })
+		op.hooks.mu.Lock()
+		op.hooks.lean = true
+		op.hooks.mu.Unlock()
+		Expect(k8s.Create(ctx(), cfAccount(ns, "cf"))).To(Succeed())
+
+		st := serviceToken(ns, "lean", func(st *v1alpha1.ServiceToken) {
+			st.Spec.Duration = "30h"
+			st.Spec.Renewal = &v1alpha1.Renewal{Before: "10h"}
+		})
+		Expect(k8s.Create(ctx(), st)).To(Succeed())
+		st = waitReady(st)
+		Expect(st.Status.ExpiresAt).NotTo(BeNil(), "the expiry comes from the spec when the answer has none")
+		Expect(st.Status.ExpiresAt.Time).To(BeTemporally("~", clk.Now().Add(30*time.Hour), time.Minute))
+		id := st.Status.TokenID
+
+		poke(st) // observe again through a lean list: nothing to correct
+		st = waitFor(st, "observed again", func(st *v1alpha1.ServiceToken) bool { return isReady(st) })
+		Consistently(func() int { return callsOn("update", id) }, 2*time.Second, interval).Should(BeZero(), "no PUT for fields it cannot see")
+
+		clk.Step(st.Status.RenewalTime.Sub(clk.Now()) + time.Second)
+		poke(st)
+		st = waitFor(st, "renewed", func(st *v1alpha1.ServiceToken) bool {
+			return isReady(st) && st.Status.LastRefreshTime != nil
+		})
+		Expect(st.Status.ExpiresAt.Time).To(BeTemporally("~", clk.Now().Add(30*time.Hour), time.Minute),
+			"a PUT of the duration resets the expiry to now + duration, as documented")
+		Expect(callsOn("update", id)).To(Equal(1))
+		Expect(credentialOf(st).works()).To(BeTrue())
 	})
 })

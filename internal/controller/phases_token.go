@@ -464,12 +464,12 @@ func (r *ServiceTokenReconciler) renewLifetime(ctx context.Context, s *scope) (c
 	c, scope, known := s.acct.Client, s.acct.Scope, *s.token
 	put := func() (cf.Token, error) {
 		t, err := c.Update(ctx, scope, known.ID, cf.TokenSpec{Name: s.eff.TokenName, Duration: s.eff.Duration, Enabled: s.eff.Enabled})
-		t = t.Fill(known)
 		if err == nil && !t.Knows(cf.FieldExpiresAt) && !s.eff.Forever {
-			// As documented: the expiry counts from the update.
+			// As documented: the expiry counts from the update (not the
+			// last known expiry, which the update replaced).
 			t.ExpiresAt, t.Missing = updateTime(t, s.now).Add(s.eff.DurationValue), t.Missing&^cf.FieldExpiresAt
 		}
-		return t, err
+		return t.Fill(known), err
 	}
 	refresh := func() (cf.Token, error) { return c.Refresh(ctx, scope.AccountID, known.ID) }
 	if s.eff.Forever { // nothing expires: refresh only touches updated_at

@@ -98,6 +98,30 @@ type hooks struct {
 	refreshFailures int
 	// hideFromLists leaves the token with this ID out of every list.
 	hideFromLists string
+	// lean strips every optional field (duration, enabled, expires_at,
+	// created_at, updated_at) from every answer, as the client reports an
+	// answer that left them out.
+	lean bool
+}
+
+func (h *hooks) leanAnswers() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lean
+}
+
+// strip is t as an answer without its optional fields would read.
+func strip(t cf.Token) cf.Token {
+	t.Duration, t.Enabled, t.ExpiresAt, t.CreatedAt, t.UpdatedAt = "", true, time.Time{}, time.Time{}, time.Time{}
+	t.Missing = cf.FieldDuration | cf.FieldEnabled | cf.FieldExpiresAt | cf.FieldCreatedAt | cf.FieldUpdatedAt
+	return t
+}
+
+func (c hookedClient) lean(t cf.Token) cf.Token {
+	if c.h.leanAnswers() {
+		return strip(t)
+	}
+	return t
 }
 
 func take[F any](h *hooks, f *F) F {
@@ -129,6 +153,7 @@ func (c hookedClient) Create(ctx context.Context, s cf.Scope, spec cf.TokenSpec)
 	if hook := take(c.h, &c.h.afterCreate); err == nil && hook != nil {
 		return cf.Credentials{}, hook()
 	}
+	creds.Token = c.lean(creds.Token)
 	return creds, err
 }
 
@@ -145,6 +170,7 @@ func (c hookedClient) Rotate(ctx context.Context, account, id string, prev time.
 			return cf.Credentials{}, herr
 		}
 	}
+	creds.Token = c.lean(creds.Token)
 	return creds, err
 }
 
@@ -156,6 +182,9 @@ func (c hookedClient) List(ctx context.Context, s cf.Scope, opts cf.ListOptions)
 	if hide != "" {
 		tokens = slices.DeleteFunc(tokens, func(t cf.Token) bool { return t.ID == hide })
 	}
+	for i := range tokens {
+		tokens[i] = c.lean(tokens[i])
+	}
 	return tokens, err
 }
 
@@ -163,14 +192,21 @@ func (c hookedClient) Update(ctx context.Context, s cf.Scope, id string, spec cf
 	if spec.Duration != "" && c.h.failRefresh() {
 		return cf.Token{}, &cf.Error{Kind: cf.KindTransient, Op: "update", HTTPStatus: 503, Message: "service unavailable (injected by test)"}
 	}
-	return c.Client.Update(ctx, s, id, spec)
+	t, err := c.Client.Update(ctx, s, id, spec)
+	return c.lean(t), err
+}
+
+func (c hookedClient) Get(ctx context.Context, s cf.Scope, id string) (cf.Token, error) {
+	t, err := c.Client.Get(ctx, s, id)
+	return c.lean(t), err
 }
 
 func (c hookedClient) Refresh(ctx context.Context, account, id string) (cf.Token, error) {
 	if c.h.failRefresh() {
 		return cf.Token{}, &cf.Error{Kind: cf.KindTransient, Op: "refresh", HTTPStatus: 503, Message: "service unavailable (injected by test)"}
 	}
-	return c.Client.Refresh(ctx, account, id)
+	t, err := c.Client.Refresh(ctx, account, id)
+	return c.lean(t), err
 }
 
 // lostResponse is what the client reports when a response never arrived.

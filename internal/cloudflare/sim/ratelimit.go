@@ -120,6 +120,18 @@ func (l *rateLimiter) charge(user string, n int, now time.Time) decision {
 		// Refused calls do not count: nothing gets through until the end.
 		return decision{reset: b.lockedUntil.Sub(now)}
 	}
+	if at, over := l.crossedByOutside(b, now); over {
+		// Outside consumers kept spending while nobody here called: the
+		// user went over at that moment and has been locked out since.
+		b.lockedUntil = at.Add(l.lockout)
+		b.start, b.count = b.lockedUntil, 0
+		if now.Before(b.lockedUntil) {
+			return decision{reset: b.lockedUntil.Sub(now), lockedOut: true}
+		}
+		d := l.charge(user, n, now)
+		d.lockedOut = true
+		return d
+	}
 	if b.start.IsZero() || !now.Before(b.start.Add(l.limit.Period)) {
 		b.start, b.count = now, 0
 	}
@@ -131,6 +143,21 @@ func (l *rateLimiter) charge(user string, n int, now time.Time) decision {
 		return decision{reset: l.lockout, lockedOut: true}
 	}
 	return decision{allowed: true, remaining: l.limit.Requests - used, reset: b.start.Add(l.limit.Period).Sub(now)}
+}
+
+// crossedByOutside reports whether outside spending alone pushed b's current
+// window over the budget before now, and when.
+func (l *rateLimiter) crossedByOutside(b *budget, now time.Time) (time.Time, bool) {
+	if b.outside <= 0 || b.start.IsZero() {
+		return time.Time{}, false
+	}
+	need := l.limit.Requests - b.count + 1 // outside requests that exceed the budget
+	perWindow := b.outside * float64(l.limit.Requests)
+	if need <= 0 || float64(need) > perWindow+1e-9 {
+		return time.Time{}, false
+	}
+	at := b.start.Add(time.Duration(math.Ceil(float64(need) / perWindow * float64(l.limit.Period))))
+	return at, !at.After(now) && at.Before(b.start.Add(l.limit.Period))
 }
 
 // outsideSpent is what outside consumers have spent of the current window

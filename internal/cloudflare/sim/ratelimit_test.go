@@ -275,3 +275,22 @@ func TestTheDefaultBudgetIs1200PerFiveMinutesAndNegativeIsUnlimited(t *testing.T
 		g.Expect(r.header.Get("Ratelimit")).To(BeEmpty())
 	}
 }
+
+// Outside consumers spend while nobody else calls: a client that took the
+// whole budget early in the window locks the user out when the outsider's
+// spending crosses the budget, not only at its own next request.
+func TestOutsideSpendingLocksOutAfterAnEarlyBurst(t *testing.T) {
+	g := NewWithT(t)
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := newRateLimiter(RateLimit{Requests: 100, Period: 100 * time.Second}, time.Minute, []OutsideConsumer{{User: "u", Fraction: 0.5}})
+	u := userKey("u")
+	for range 90 {
+		g.Expect(l.take(u, start).allowed).To(BeTrue())
+	}
+	// The outsider spends 0.5/s: its 11th request, at 22s, goes over.
+	d := l.take(u, start.Add(30*time.Second))
+	g.Expect(d.allowed).To(BeFalse())
+	g.Expect(d.lockedOut).To(BeTrue())
+	g.Expect(d.reset).To(Equal(52*time.Second), "locked out from 22s for a minute")
+	g.Expect(l.take(u, start.Add(83*time.Second)).allowed).To(BeTrue(), "a fresh window after the lockout")
+}

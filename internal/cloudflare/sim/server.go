@@ -195,10 +195,11 @@ func (s *Server) handle(r *http.Request, rt route, rec *Request) response {
 		return *failure
 	}
 	d := s.limiter.take(p.user, s.clock.Now())
+	rec.lockedOut = d.lockedOut // this request, or outside spending before it
 	var resp response
 	switch {
 	case !d.allowed:
-		rec.rateLimited, rec.lockedOut = true, d.lockedOut
+		rec.rateLimited = true
 		resp = fail(http.StatusTooManyRequests, CodeRateLimited, "Rate limited. Please wait and consider throttling your request speed")
 	case rt.err != nil:
 		resp = *rt.err
