@@ -140,9 +140,12 @@
 //     floor(Fraction × quota × elapsed/period) of the current window,
 //     computed from the clock at request time, so a fake clock makes it
 //     deterministic. SpendBudget charges n requests at once. Both show in the
-//     headers and can lock the user out; a lockout caused by outside spending
-//     alone starts at the user's next request (or charge). Stats.RateLimited
-//     counts every 429 from the budget, Stats.Lockouts each lockout.
+//     headers and can lock the user out. Outside spending goes on while no
+//     one else calls: when it alone crosses the quota (after a burst took
+//     the rest of the window early), the lockout is dated from the moment it
+//     crossed and found at the user's next request (or charge).
+//     Stats.RateLimited counts every 429 from the budget, Stats.Lockouts each
+//     lockout.
 //   - Authentication (format, then identity) comes before the rate limit,
 //     which comes before routing, the unknown-account check (7003), the
 //     read-only check (403), body validation and the token lookup (404). So a
