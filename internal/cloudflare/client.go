@@ -76,8 +76,10 @@ func (c *client) call(ctx context.Context, op string, do func(option.RequestOpti
 	if x.sent {
 		c.metrics.request(op, x.status, time.Since(start))
 	}
-	if x.header != nil {
-		c.limiter.Observe(x.header) // every answer, errors too, says what is left
+	if x.header != nil && x.status != http.StatusTooManyRequests {
+		// Every answer, errors too, says what is left; a 429 pauses by its
+		// Retry-After instead (classify).
+		c.limiter.Observe(x.header)
 	}
 	if err != nil || !x.ok() {
 		return nil, c.classify(op, x, err)
