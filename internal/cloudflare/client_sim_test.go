@@ -2,6 +2,7 @@ package cloudflare
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -297,9 +298,17 @@ func TestClientAgainstSimulator429Pauses(t *testing.T) {
 // budget: the Ratelimit headers steer both, so the user is never locked out,
 // and the operator still gets most of what is left.
 func TestClientsOfOneUserShareCloudflaresBudgetWithoutLockout(t *testing.T) {
+	for _, tc := range []struct {
+		quota, windows int
+		window         time.Duration
+	}{{1200, 3, 5 * time.Minute}, {120, 30, 10 * time.Second}} {
+		t.Run(fmt.Sprintf("%d per %s", tc.quota, tc.window), func(t *testing.T) { oneUser(t, tc.quota, tc.windows, tc.window) })
+	}
+}
+
+func oneUser(t *testing.T, quota, windows int, window time.Duration) {
 	g := NewWithT(t)
-	const quota, outside, windows = 1200, 0.4, 3
-	window := 5 * time.Minute
+	const outside = 0.4
 	env := newSimEnv(t, func(o *sim.Options) {
 		o.APITokens = []sim.APIToken{{Token: "ops-token-a", User: "ops"}, {Token: "ops-token-b", User: "ops"}}
 		o.RateLimit = sim.RateLimit{Requests: quota, Period: window}
@@ -310,7 +319,7 @@ func TestClientsOfOneUserShareCloudflaresBudgetWithoutLockout(t *testing.T) {
 	clients := []Client{env.client(t, "ops-token-a"), env.client(t, "ops-token-b")}
 	ctx := context.Background()
 	ours := 0
-	for end := env.clock.Now().Add(windows * window); env.clock.Now().Before(end); env.clock.Step(100 * time.Millisecond) {
+	for end := env.clock.Now().Add(time.Duration(windows) * window); env.clock.Now().Before(end); env.clock.Step(100 * time.Millisecond) {
 		for _, c := range clients {
 			for {
 				if _, err := c.List(ctx, Scope{AccountID: simAccount}, ListOptions{}); err != nil {
@@ -324,7 +333,7 @@ func TestClientsOfOneUserShareCloudflaresBudgetWithoutLockout(t *testing.T) {
 	st := env.sim.Stats()
 	g.Expect(st.Lockouts).To(BeZero())
 	g.Expect(st.RateLimited).To(BeZero(), "no 429 from the budget")
-	left := (1 - outside) * quota * windows
+	left := (1 - outside) * float64(quota*windows)
 	t.Logf("operator calls: %d of the %.0f left by the outside consumer (simulator saw %d)", ours, left, st.Requests)
 	g.Expect(float64(ours)).To(BeNumerically(">=", 0.85*left), "%d calls of the %.0f left to the operator", ours, left)
 }

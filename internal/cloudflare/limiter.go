@@ -54,9 +54,10 @@ type Limiter struct {
 	// others estimates how fast other clients of the same user spend
 	// (requests per second): what the headers show spent beyond our own
 	// calls, measured over at least othersInterval.
-	others   float64
-	mark     spendMark
-	observed int // answers observed: our own calls
+	others    float64
+	estimated bool // others holds a measurement, not just the initial zero
+	mark      spendMark
+	sent      int // calls admitted: our own share of what the headers count
 	// paused is closed (and replaced) by Pause so queued callers wake up and
 	// give their slot back instead of sending into a known 429.
 	paused chan struct{}
@@ -207,7 +208,10 @@ func (l *Limiter) Observe(h http.Header) {
 	if !hasPolicy {
 		quota = l.budget.Requests
 	}
-	l.estimateOthersLocked(now, remaining)
+	if !hasPolicy {
+		window = l.budget.Period
+	}
+	l.estimateOthersLocked(now, remaining, window)
 	left := remaining - reserveOf(quota)
 	until := now.Add(reset)
 	if left <= 0 {
@@ -224,6 +228,11 @@ func (l *Limiter) Observe(h http.Header) {
 	// probing, so the estimate can follow when the others slow down.
 	even := float64(left) / max(reset.Seconds(), 1)
 	target := rate.Limit(max(even-l.others, even/20))
+	if !l.estimated {
+		// Nobody's spending measured yet: take half until it is, so a heavy
+		// consumer met at startup cannot make us overrun the window.
+		target = rate.Limit(even / 2)
+	}
 	l.steeredUntil = until
 	l.bucket.SetLimitAt(now, min(l.base, target))
 	l.bucket.SetBurstAt(now, max(1, min(l.baseBurst, reserveOf(quota))))
@@ -233,28 +242,35 @@ func (l *Limiter) Observe(h http.Header) {
 type spendMark struct {
 	at        time.Time
 	remaining int
-	observed  int
+	sent      int
 }
 
-// othersInterval is the shortest span the others' spending is measured over.
-const othersInterval = 5 * time.Second
+// othersInterval is the shortest span the others' spending is measured
+// over: a tenth of the window, from 1 to 5 seconds.
+func othersInterval(window time.Duration) time.Duration {
+	return min(max(window/10, time.Second), 5*time.Second)
+}
 
 // estimateOthersLocked updates the others' spending rate from one answer.
-func (l *Limiter) estimateOthersLocked(now time.Time, remaining int) {
-	l.observed++
+// Calls are counted when admitted, so one still in flight is not taken for
+// someone else's.
+func (l *Limiter) estimateOthersLocked(now time.Time, remaining int, window time.Duration) {
 	m := l.mark
 	if m.at.IsZero() || remaining > m.remaining { // first answer, or a new window
-		l.mark = spendMark{at: now, remaining: remaining, observed: l.observed}
+		l.mark = spendMark{at: now, remaining: remaining, sent: l.sent}
 		return
 	}
 	elapsed := now.Sub(m.at)
-	if elapsed < othersInterval {
+	if elapsed < othersInterval(window) {
 		return
 	}
-	spent := (m.remaining - remaining) - (l.observed - m.observed)
+	spent := (m.remaining - remaining) - (l.sent - m.sent)
 	rate := float64(max(spent, 0)) / elapsed.Seconds()
-	l.others = (l.others + rate) / 2 // smooth: one busy interval is not a trend
-	l.mark = spendMark{at: now, remaining: remaining, observed: l.observed}
+	if l.estimated {
+		rate = (l.others + rate) / 2 // smooth: one busy interval is not a trend
+	}
+	l.others, l.estimated = rate, true
+	l.mark = spendMark{at: now, remaining: remaining, sent: l.sent}
 }
 
 // unsteerLocked restores the base rate once the window the headers
@@ -268,8 +284,9 @@ func (l *Limiter) unsteerLocked(now time.Time) {
 }
 
 // reserveOf is the part of a quota the limiter never spends: requests in
-// flight when a header was sent, and room for a person in the dashboard.
-func reserveOf(quota int) int { return max(int(math.Ceil(float64(quota)/50)), 5) }
+// flight when a header was sent, and room for a person in the dashboard: 2%
+// of the quota, at least 3 calls.
+func reserveOf(quota int) int { return max(int(math.Ceil(float64(quota)/50)), 3) }
 
 // parseRatelimit reads r and t of the first item of a Ratelimit header.
 func parseRatelimit(v string) (remaining int, reset time.Duration, ok bool) {
@@ -346,6 +363,7 @@ func (l *Limiter) wait(ctx context.Context) (time.Duration, error) {
 		return 0, l.refuse(retry, msgBudget)
 	}
 	res := l.bucket.ReserveN(now, 1)
+	l.sent++
 	paused := l.paused
 	delay := res.DelayFrom(now)
 	l.mu.Unlock()
@@ -415,6 +433,7 @@ func (l *Limiter) pauseLeft() (time.Duration, string) {
 func (l *Limiter) giveBack(res *rate.Reservation) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.sent--
 	res.CancelAt(l.clock.Now())
 }
 
