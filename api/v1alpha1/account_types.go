@@ -158,6 +158,14 @@ type AccountStatus struct {
 	// observedGeneration is the generation of the spec last acted on.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// writeAccessVerified names the version of the credentials Secret
+	// ("<uid>/<resourceVersion>") whose credentials passed the write probe:
+	// a refresh of a token ID that cannot exist, which a read-only API token
+	// gets 403 for. The probe is not repeated for that version, also not
+	// after a restart of the operator.
+	// +optional
+	WriteAccessVerified string `json:"writeAccessVerified,omitempty"`
 }
 
 // CloudflareAccount holds the Cloudflare account and credentials that

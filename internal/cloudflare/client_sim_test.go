@@ -255,7 +255,9 @@ func TestClientAgainstSimulatorStopsBeforeTheBudget(t *testing.T) {
 	g.Expect(st.RateLimited).To(BeZero(), "never a 429 from the budget")
 	g.Expect(st.Requests).To(BeNumerically(">=", 3*(20-reserveOf(20))-3), "spends nearly all but the reserve")
 
-	// Someone else spends the rest: the client holds until the window resets.
+	// In a fresh window someone else spends nearly everything: the client
+	// holds until the window resets.
+	env.clock.Step(time.Minute + time.Second)
 	env.sim.SpendBudget(env.sim.UserOf(simWriter), 20-reserveOf(20)-1)
 	_, _ = c.List(ctx, acct, ListOptions{}) // sees the header
 	_, err := c.List(ctx, acct, ListOptions{})

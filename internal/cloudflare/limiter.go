@@ -226,7 +226,9 @@ func (l *Limiter) Observe(h http.Header) {
 	// burst than the reserve: a burst at the start of a window would take
 	// what other clients of the user spend later in it. A floor keeps
 	// probing, so the estimate can follow when the others slow down.
-	even := float64(left) / max(reset.Seconds(), 1)
+	// t is whole seconds, rounded up: on average the window ends half a
+	// second earlier than it says.
+	even := float64(left) / max(reset.Seconds()-0.5, 0.5)
 	target := rate.Limit(max(even-l.others, even/20))
 	if !l.estimated {
 		// Nobody's spending measured yet: take half until it is, so a heavy

@@ -278,14 +278,14 @@ func TestLimiterFollowsRatelimitHeaders(t *testing.T) {
 	lim := NewLimiter(RateLimit{Requests: 1200, Period: 5 * time.Minute}, time.Nanosecond, clk)
 	base := lim.bucket.Limit()
 
-	lim.Observe(rateHeaders(124, 100, 1200, 300)) // 100 left after the reserve of 24, for 100 s
-	g.Expect(float64(lim.bucket.Limit())).To(BeNumerically("~", 0.5, 1e-9), "half, until the others' spending is measured")
+	lim.Observe(rateHeaders(124, 100, 1200, 300)) // 100 left after the reserve of 24, for 99.5 s (t is rounded up)
+	g.Expect(float64(lim.bucket.Limit())).To(BeNumerically("~", 100/99.5/2, 1e-9), "half, until the others' spending is measured")
 	clk.Step(5 * time.Second)
 	lim.Observe(rateHeaders(123, 95, 1200, 300)) // others spent 1 in 5 s while we sent nothing
-	g.Expect(float64(lim.bucket.Limit())).To(BeNumerically("~", 99.0/95-0.2, 1e-9), "spread evenly, less the others' 0.2/s")
+	g.Expect(float64(lim.bucket.Limit())).To(BeNumerically("~", 99/94.5-0.2, 1e-9), "spread evenly, less the others' 0.2/s")
 	clk.Step(5 * time.Second)
 	lim.Observe(rateHeaders(73, 90, 1200, 300)) // others now spend 10/s (smoothed: 5.1/s), more than is left
-	g.Expect(float64(lim.bucket.Limit())).To(BeNumerically("~", 49.0/90/20, 1e-9), "a floor keeps probing")
+	g.Expect(float64(lim.bucket.Limit())).To(BeNumerically("~", 49/89.5/20, 1e-9), "a floor keeps probing")
 
 	lim.Observe(rateHeaders(reserveOf(1200), 40, 1200, 300)) // others spent the rest
 	err := lim.Wait(context.Background())

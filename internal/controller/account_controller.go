@@ -114,7 +114,7 @@ func (r *AccountReconciler) check(ctx context.Context, acc *account) (*metav1.Co
 			return nil, ctrl.Result{}, err
 		}
 	}
-	if r.fingerprint(acc.Key) != fp {
+	if r.fingerprint(acc.Key) != fp && acc.WriteVerified != acc.CredentialsVersion {
 		if cond := r.probeWrite(ctx, c, acc); cond != nil {
 			return cond, recheck, nil
 		}
@@ -187,6 +187,10 @@ func (r *AccountReconciler) patchStatus(ctx context.Context, acc *account, ready
 	meta.SetStatusCondition(&status.Conditions, stalled)
 	meta.RemoveStatusCondition(&status.Conditions, v1alpha1.ConditionReconciling)
 	status.ObservedGeneration = obj.GetGeneration()
+	status.WriteAccessVerified = ""
+	if ready.Status == metav1.ConditionTrue {
+		status.WriteAccessVerified = acc.CredentialsVersion
+	}
 	return client.IgnoreNotFound(r.Status().Patch(ctx, obj, client.MergeFrom(base)))
 }
 

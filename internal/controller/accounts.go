@@ -29,6 +29,10 @@ type account struct {
 	Keys       v1alpha1.CredentialsKeys
 	Conditions []metav1.Condition
 	Selector   *metav1.LabelSelector // cluster kind only
+	// WriteVerified is status.writeAccessVerified as read; CredentialsVersion
+	// the version of the credentials Secret config last read ("uid/rv").
+	WriteVerified      string
+	CredentialsVersion string
 }
 
 func accountKey(kind, namespace, name string) string { return kind + "/" + namespace + "/" + name }
@@ -105,7 +109,7 @@ func (a *Accounts) get(ctx context.Context, kind, namespace, name string) (*acco
 		ref := obj.Spec.CredentialsRef
 		return &account{Key: accountKey(kind, "", name), Kind: kind, Object: obj, Settings: obj.Spec.AccountSettings,
 			SecretRef: types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, Keys: ref.CredentialsKeys,
-			Conditions: obj.Status.Conditions, Selector: obj.Spec.NamespaceSelector}, nil
+			Conditions: obj.Status.Conditions, Selector: obj.Spec.NamespaceSelector, WriteVerified: obj.Status.WriteAccessVerified}, nil
 	}
 	obj := &v1alpha1.CloudflareAccount{}
 	if err := a.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj); err != nil {
@@ -117,7 +121,7 @@ func (a *Accounts) get(ctx context.Context, kind, namespace, name string) (*acco
 		// The namespaced kind always reads its own namespace: a ServiceToken can
 		// never reach a Secret in another namespace through it.
 		SecretRef: types.NamespacedName{Namespace: namespace, Name: ref.Name}, Keys: ref.CredentialsKeys,
-		Conditions: obj.Status.Conditions}, nil
+		Conditions: obj.Status.Conditions, WriteVerified: obj.Status.WriteAccessVerified}, nil
 }
 
 // config reads the credentials Secret and builds the account's client config.
@@ -130,6 +134,7 @@ func (a *Accounts) config(ctx context.Context, acc *account) (cf.AccountConfig, 
 		}
 		return cf.AccountConfig{}, fmt.Errorf("reading credentials Secret %s: %w", acc.SecretRef, err)
 	}
+	acc.CredentialsVersion = string(secret.UID) + "/" + secret.ResourceVersion
 	n, period := acc.Settings.EffectiveRateLimit()
 	cfg := cf.AccountConfig{Key: acc.Key, BaseURL: acc.Settings.EffectiveAPIURL(a.DefaultAPIURL),
 		RateLimit: cf.RateLimit{Requests: n, Period: period}}

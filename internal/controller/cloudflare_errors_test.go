@@ -15,10 +15,13 @@ import (
 
 // Cloudflare's error classes as a user meets them (docs/cloudflare-permissions.md).
 var _ = Describe("Cloudflare's errors", func() {
-	var ns string
+	var (
+		ns string
+		op *operator
+	)
 	BeforeEach(func() {
 		ns = newNamespace(nil)
-		op := startOperator(ns, Options{})
+		op = startOperator(ns, Options{})
 		DeferCleanup(func() { op.stop() })
 	})
 
@@ -50,6 +53,28 @@ var _ = Describe("Cloudflare's errors", func() {
 		setCredentials(ns, testAPIToken)
 		accountReady(v1alpha1.ReasonReady)
 		Expect(credentialOf(waitReady(st)).works()).To(BeTrue())
+
+		// The verdict is kept with the Secret's version: a restarted
+		// operator does not probe the same credentials again.
+		acc := &v1alpha1.CloudflareAccount{}
+		Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: "cf"}, acc)).To(Succeed())
+		Expect(acc.Status.WriteAccessVerified).To(MatchRegexp(`^[0-9a-f-]{36}/\d+$`))
+		probes := callsOn("refresh", probeToken)
+		Expect(probes).To(BeNumerically(">=", 2), "one probe per API token")
+		op.stop()
+		op = startOperator(ns, Options{})
+		annotate(st, "test/poke", "after-restart") // the ServiceToken reconciles, so the account was read
+		waitReady(st)
+		Eventually(func() error { // wake the account itself
+			cur := &v1alpha1.CloudflareAccount{}
+			Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: "cf"}, cur)).To(Succeed())
+			if cur.Annotations == nil {
+				cur.Annotations = map[string]string{}
+			}
+			cur.Annotations["test/poke"] = "after-restart"
+			return k8s.Update(ctx(), cur)
+		}, timeout, interval).Should(Succeed())
+		Consistently(func() int { return callsOn("refresh", probeToken) }, 2*time.Second, interval).Should(Equal(probes))
 	})
 
 	It("says which header is malformed (code 6003) without repeating the credential", func() {
