@@ -56,8 +56,11 @@ type Limiter struct {
 	// calls, measured over at least othersInterval.
 	others    float64
 	estimated bool // others holds a measurement, not just the initial zero
-	mark      spendMark
-	sent      int // calls admitted: our own share of what the headers count
+	// quota and window are the published policy (or the budget).
+	quota  int
+	window time.Duration
+	mark   spendMark
+	sent   int // calls admitted: our own share of what the headers count
 	// paused is closed (and replaced) by Pause so queued callers wake up and
 	// give their slot back instead of sending into a known 429.
 	paused chan struct{}
@@ -211,6 +214,7 @@ func (l *Limiter) Observe(h http.Header) {
 	if !hasPolicy {
 		window = l.budget.Period
 	}
+	l.quota, l.window = quota, window
 	l.estimateOthersLocked(now, remaining, window)
 	left := remaining - reserveOf(quota)
 	until := now.Add(reset)
@@ -422,8 +426,20 @@ func (l *Limiter) promiseLocked(now time.Time, wait time.Duration) time.Duration
 	if l.promised.After(at) {
 		at = l.promised
 	}
-	l.promised = at.Add(time.Duration(float64(time.Second) / float64(l.bucket.Limit())))
+	l.promised = at.Add(time.Duration(float64(time.Second) / float64(l.promiseRateLocked())))
 	return at.Sub(now)
+}
+
+// promiseRateLocked is the rate refused callers are promised slots at: the
+// rate this limiter can sustain, not the steered rate of the moment. Slots
+// are promised far ahead, and a moment's low rate (the end of a window,
+// before the others are measured) would space them all too far apart.
+func (l *Limiter) promiseRateLocked() rate.Limit {
+	if l.quota <= 0 || l.window <= 0 {
+		return l.bucket.Limit()
+	}
+	sustained := float64(l.quota-reserveOf(l.quota))/l.window.Seconds() - l.others
+	return min(l.base, rate.Limit(max(sustained, float64(l.base)/20)))
 }
 
 func (l *Limiter) pauseLeft() (time.Duration, string) {
