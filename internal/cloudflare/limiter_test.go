@@ -343,3 +343,23 @@ func TestLimiterSharesTheUserBudgetWithAnOutsideConsumer(t *testing.T) {
 	left := (1 - outside) * quota * 4
 	g.Expect(float64(ours)).To(BeNumerically(">=", 0.9*left), "the operator gets most of what is left: %d of %.0f", ours, left)
 }
+
+// Refused callers are promised slots at the rate the credentials can
+// sustain: a moment's low steered rate (here: little left before the reset)
+// must not space a queue of 2000 far into the future.
+func TestLimiterPromisesSlotsAtTheSustainableRate(t *testing.T) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(testEpoch)
+	lim := NewLimiter(RateLimit{Requests: 1200, Period: 5 * time.Minute}, time.Nanosecond, clk)
+	lim.Observe(rateHeaders(30, 300, 1200, 300)) // 6 left above the reserve for 300 s
+	for lim.Wait(context.Background()) == nil {
+	}
+	var retries []time.Duration
+	for range 10 {
+		retries = append(retries, RetryAfterOf(lim.Wait(context.Background())))
+	}
+	sustained, _ := bucketFor(RateLimit{Requests: 1200, Period: 5 * time.Minute})
+	for i := 1; i < len(retries); i++ {
+		g.Expect(retries[i] - retries[i-1]).To(BeNumerically("~", time.Duration(float64(time.Second)/float64(sustained)), time.Millisecond))
+	}
+}
