@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
@@ -29,7 +28,7 @@ import (
 var scheme = runtime.NewScheme()
 
 // defaultGCPercent is the manager's GOGC unless the environment sets one.
-const defaultGCPercent = 50
+const defaultGCPercent = 25
 
 func init() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
@@ -76,9 +75,9 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		// The operator's pace is set by the Cloudflare API budget, not by CPU,
 		// while its memory grows with the ServiceTokens it caches: collect
-		// garbage at 50% heap growth instead of Go's 100%, trading a little
-		// CPU for a third less peak heap (docs/performance.md). GOGC and
-		// GOMEMLIMIT in the environment still win.
+		// garbage at 25% heap growth instead of Go's 100%, trading a little
+		// CPU for less peak heap (docs/performance.md). GOGC and GOMEMLIMIT
+		// in the environment still win.
 		debug.SetGCPercent(defaultGCPercent)
 	}
 
@@ -103,7 +102,10 @@ func run(o options) error {
 		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
 	}
 	if o.secureMetrics {
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		// TokenReview + SubjectAccessReview, as controller-runtime's
+		// filters.WithAuthenticationAndAuthorization, without k8s.io/apiserver
+		// (metricsauth.go).
+		metricsOpts.FilterProvider = metricsAuthFilter
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,

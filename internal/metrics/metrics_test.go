@@ -8,7 +8,9 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -274,4 +276,39 @@ func TestRegisterToleratesAlreadyRegistered(t *testing.T) {
 servicetoken_rotations_total{name="api",namespace="team-a"} 1
 servicetoken_rotations_total{name="batch",namespace="team-b"} 0
 `), rotations)).To(Succeed())
+}
+
+func TestCollectorKeepsLabelPairsOfTokensInCacheOnly(t *testing.T) {
+	g := NewWithT(t)
+	objs := fixtures()
+	reader := newReader(t, objs...)
+	c := NewServiceTokenCollector(reader)
+	reg := prometheus.NewPedanticRegistry()
+	g.Expect(reg.Register(c)).To(Succeed())
+
+	labelsOf := func() map[string]*dto.LabelPair { // first label pair of each series, by series
+		fams, err := reg.Gather()
+		g.Expect(err).NotTo(HaveOccurred())
+		out := map[string]*dto.LabelPair{}
+		for _, f := range fams {
+			for _, m := range f.GetMetric() {
+				key := f.GetName()
+				for _, lp := range m.GetLabel() {
+					key += "," + lp.GetName() + "=" + lp.GetValue()
+				}
+				out[key] = m.GetLabel()[0]
+			}
+		}
+		return out
+	}
+	first, second := labelsOf(), labelsOf()
+	g.Expect(first).To(HaveLen(14))
+	for k, lp := range first {
+		g.Expect(second[k]).To(BeIdenticalTo(lp), "label pairs are kept between scrapes: %s", k)
+	}
+	g.Expect(c.labels.tokens).To(HaveLen(2))
+
+	g.Expect(reader.Delete(context.Background(), objs[0])).To(Succeed())
+	g.Expect(labelsOf()).To(HaveLen(6))
+	g.Expect(c.labels.tokens).To(HaveLen(1), "a deleted token's label pairs are dropped")
 }
