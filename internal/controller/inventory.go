@@ -91,14 +91,21 @@ func (v View) ByName(name string) []cf.Token {
 // made after the attempt can tell its outcome.
 func (inv *Inventory) Refresh(ctx context.Context, c cf.Client, account string, scope cf.Scope) (View, error) {
 	key := inventoryKey{account: account, scope: scope}
-	_, err, _ := inv.group.Do("refresh|"+account+"|"+scope.AccountID+"|"+scope.ZoneID, func() (any, error) {
-		return nil, inv.refresh(ctx, c, key)
-	})
-	if err != nil {
-		return View{}, err
+	called := inv.clock.Now()
+	for {
+		// Joining a list already in flight is only good enough when it
+		// started after this call: one that started before may miss the
+		// very write being settled (and make a lost create look undone).
+		_, err, _ := inv.group.Do("refresh|"+account+"|"+scope.AccountID+"|"+scope.ZoneID, func() (any, error) {
+			return nil, inv.refresh(ctx, c, key)
+		})
+		if err != nil {
+			return View{}, err
+		}
+		if v, ok := inv.fresh(key, called); ok {
+			return v, nil
+		}
 	}
-	v, _ := inv.fresh(key, time.Time{})
-	return v, nil
 }
 
 // Lookup returns the account's tokens as listed no earlier than notBefore,
