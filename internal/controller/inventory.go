@@ -92,7 +92,7 @@ func (v View) ByName(name string) []cf.Token {
 func (inv *Inventory) Refresh(ctx context.Context, c cf.Client, account string, scope cf.Scope) (View, error) {
 	key := inventoryKey{account: account, scope: scope}
 	called := inv.clock.Now()
-	for {
+	for attempt := 0; ; attempt++ {
 		// Joining a list already in flight is only good enough when it
 		// started after this call: one that started before may miss the
 		// very write being settled (and make a lost create look undone).
@@ -104,6 +104,9 @@ func (inv *Inventory) Refresh(ctx context.Context, c cf.Client, account string, 
 		}
 		if v, ok := inv.fresh(key, called); ok {
 			return v, nil
+		}
+		if attempt == 2 { // older lists keep landing after ours: a retry will do
+			return View{}, &cf.Error{Kind: cf.KindTransient, Op: "list", Message: "no token list newer than the operation to settle"}
 		}
 	}
 }
