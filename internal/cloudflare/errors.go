@@ -98,3 +98,16 @@ func RetryAfterOf(err error) time.Duration {
 	}
 	return 0
 }
+
+// SteadyText is err's text without a rate-limit refusal's time to retry: a
+// status condition quoting it stays the same across refusals, so an object
+// waiting for its turn is not rewritten each time it is told to wait again.
+func SteadyText(err error) string {
+	var e *Error
+	if !errors.As(err, &e) || e.RetryAfter == 0 {
+		return err.Error()
+	}
+	steady := *e
+	steady.RetryAfter = 0
+	return strings.Replace(err.Error(), e.Error(), steady.Error(), 1)
+}

@@ -18,17 +18,29 @@ import (
 var DefaultRateLimit = RateLimit{Requests: 1200, Period: 5 * time.Minute}
 
 // DefaultMaxWait is how long a call may queue for its slot before it is
-// refused with KindRateLimited instead.
-const DefaultMaxWait = 2 * time.Second
+// refused with KindRateLimited instead. It is short: a reconcile worker
+// parked in the limiter serves nobody else (objects of other credentials
+// included), and a refused caller keeps its place in line (see turn).
+const DefaultMaxWait = 250 * time.Millisecond
+
+// lateTurn is how long past its due time a caller in line holds up the
+// callers behind it. One later than that (its object is waiting in a busy
+// work queue, or was deleted) lets them go, and keeps its precedence for
+// when it comes back. forgetTurn is when its place is given up.
+const (
+	lateTurn   = time.Second
+	forgetTurn = 10 * time.Minute
+)
 
 // Limiter is the client-side request budget of one Cloudflare credential,
 // shared by every account object and scope that uses it (Cloudflare counts
 // per user). It is a token bucket with FIFO reservations: each
 // caller takes the next free slot in arrival order. A caller whose slot is
 // further away than the max wait is refused at once (KindRateLimited, with
-// the time until its slot) without taking the slot, so a reconcile worker is
-// requeued instead of parked. A 429 from Cloudflare pauses the whole account
-// until its Retry-After has passed.
+// the time to come back) without taking the slot, so a reconcile worker is
+// requeued instead of parked; a named caller (WithCaller) keeps its place in
+// line for when it comes back. A 429 from Cloudflare pauses the whole
+// account until its Retry-After has passed.
 //
 // Cloudflare's Ratelimit headers steer it (Observe): the budget is shared
 // with every other client of the user (Terraform, scripts, the dashboard), so
@@ -64,10 +76,45 @@ type Limiter struct {
 	// paused is closed (and replaced) by Pause so queued callers wake up and
 	// give their slot back instead of sending into a known 429.
 	paused chan struct{}
-	// promised is the next slot handed to a refused caller as its RetryAfter:
-	// refused callers come back one per slot, in the order they were refused,
-	// instead of all at once into the same full bucket.
+	// promised is the next slot handed to a refused caller without a name
+	// (see WithCaller) as its RetryAfter: such callers come back one per
+	// slot instead of all at once into the same full bucket.
 	promised time.Time
+	// line holds the places of named callers that were refused, by name.
+	// A named caller goes only when the callers ahead of it in line have
+	// gone (or given up their place), so a caller refused once is not
+	// overtaken by newcomers, and its next promise counts the callers
+	// ahead of it instead of growing at the end of a chain.
+	line    map[string]*turn
+	nextSeq uint64
+}
+
+// turn is a named caller's place in line.
+type turn struct {
+	seq uint64
+	due time.Time // when it was told to come back
+}
+
+type callerKey struct{}
+
+// caller is one reconcile's identity for the limiter (see WithCaller).
+type caller struct {
+	name     string
+	admitted bool // a call of this reconcile got its slot
+}
+
+// WithCaller names the caller of the calls made with ctx, typically one
+// reconcile of one object (its namespace/name). A named caller that is
+// refused keeps its place in line for its next attempt, and once one of
+// its calls is admitted, the rest of the same reconcile (a rotate, then
+// its refresh) does not queue behind the line again.
+func WithCaller(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, callerKey{}, &caller{name: name})
+}
+
+func callerOf(ctx context.Context) *caller {
+	c, _ := ctx.Value(callerKey{}).(*caller)
+	return c
 }
 
 // NewLimiter builds a limiter for budget (DefaultRateLimit when unset).
@@ -167,11 +214,7 @@ func (l *Limiter) delayLocked(now time.Time) time.Duration {
 // slotDelayLocked is the time until one token is available, i.e. the delay
 // ReserveN would hand out, computed without taking the token.
 func (l *Limiter) slotDelayLocked(now time.Time) time.Duration {
-	tokens := l.bucket.TokensAt(now)
-	if tokens >= 1 {
-		return 0
-	}
-	return time.Duration((1 - tokens) / float64(l.bucket.Limit()) * float64(time.Second))
+	return l.delayForLocked(now, 1)
 }
 
 // Pause stops the whole account for d (Cloudflare answered 429). Pauses only
@@ -360,13 +403,17 @@ func (l *Limiter) wait(ctx context.Context) (time.Duration, error) {
 	// over Cloudflare's limit, and sleeping through it would park a worker.
 	if pause := l.pausedUntil.Sub(now); pause > 0 {
 		msg := l.pauseMsg
+		l.keepTurnLocked(ctx)
 		l.mu.Unlock()
 		return 0, l.refuse(pause, msg)
 	}
-	if wait := l.slotDelayLocked(now); wait > l.maxWait || !fitsDeadline(ctx, wait) {
-		retry := l.promiseLocked(now, wait)
+	if retry, ok := l.turnLocked(ctx, now); !ok {
 		l.mu.Unlock()
 		return 0, l.refuse(retry, msgBudget)
+	}
+	if c := callerOf(ctx); c != nil {
+		delete(l.line, c.name)
+		c.admitted = true
 	}
 	res := l.bucket.ReserveN(now, 1)
 	l.sent++
@@ -400,27 +447,109 @@ func (l *Limiter) wait(ctx context.Context) (time.Duration, error) {
 // wait, without taking it. When not, it returns the error Wait would return.
 // Callers check it before work that must precede the call (such as recording
 // an intent), so a call refused for budget costs nothing else.
-func (l *Limiter) Admit() error {
+func (l *Limiter) Admit(ctx context.Context) error {
 	l.mu.Lock()
 	now := l.clock.Now()
 	l.unsteerLocked(now)
 	if pause := l.pausedUntil.Sub(now); pause > 0 {
 		msg := l.pauseMsg
+		l.keepTurnLocked(ctx)
 		l.mu.Unlock()
 		return l.refuse(pause, msg)
 	}
-	wait := l.slotDelayLocked(now)
-	if wait <= l.maxWait {
-		l.mu.Unlock()
+	retry, ok := l.turnLocked(ctx, now)
+	l.mu.Unlock()
+	if ok {
 		return nil
 	}
-	retry := l.promiseLocked(now, wait)
-	l.mu.Unlock()
 	return l.refuse(retry, msgBudget)
 }
 
-// promiseLocked returns how long a caller refused now should wait: until its
-// own future slot, one refill interval after the slot promised before it.
+// turnLocked decides whether a call made now may take its slot (within the
+// max wait and ctx's deadline). When not, it returns how long the caller
+// should wait before it tries again, and a named caller keeps (or takes) its
+// place in line.
+func (l *Limiter) turnLocked(ctx context.Context, now time.Time) (time.Duration, bool) {
+	c := callerOf(ctx)
+	if c == nil || c.admitted {
+		// Unnamed callers (account checks, lists) are few and go first; so
+		// does the rest of a reconcile that already got a slot.
+		wait := l.delayForLocked(now, 1)
+		if wait <= l.maxWait && fitsDeadline(ctx, wait) {
+			return 0, true
+		}
+		return l.promiseLocked(now, wait), false
+	}
+	blocking, ahead, mine := l.aheadLocked(now, c.name)
+	wait := l.delayForLocked(now, float64(blocking+1))
+	if wait <= l.maxWait && fitsDeadline(ctx, wait) {
+		return 0, true
+	}
+	if mine == nil {
+		mine = &turn{seq: l.nextSeq}
+		l.nextSeq++
+		if l.line == nil {
+			l.line = map[string]*turn{}
+		}
+		l.line[c.name] = mine
+	}
+	// Come back when the callers ahead should have gone, at the rate the
+	// credentials can sustain (the steered rate of the moment may be low):
+	// one who comes back too early is told again, and keeps its place.
+	retry := l.delayForLocked(now, 1) + time.Duration(float64(ahead)/float64(l.promiseRateLocked())*float64(time.Second))
+	mine.due = now.Add(retry)
+	return retry, false
+}
+
+// keepTurnLocked keeps a named caller's place through a pause: it is told
+// to come back when the pause ends, and is due then.
+func (l *Limiter) keepTurnLocked(ctx context.Context) {
+	if c := callerOf(ctx); c != nil {
+		if t := l.line[c.name]; t != nil && t.due.Before(l.pausedUntil) {
+			t.due = l.pausedUntil
+		}
+	}
+}
+
+// aheadLocked looks at the places in line ahead of name's (all of them when
+// name has none) and returns name's place. ahead counts those still to
+// come; blocking counts those due now, whose slots are theirs: a caller not
+// yet due, or later than lateTurn, does not hold up the ones behind it.
+func (l *Limiter) aheadLocked(now time.Time, name string) (blocking, ahead int, mine *turn) {
+	mine = l.line[name]
+	for n, t := range l.line {
+		late := now.Sub(t.due)
+		if late > forgetTurn {
+			delete(l.line, n)
+			continue
+		}
+		if n == name || (mine != nil && t.seq > mine.seq) || late > lateTurn {
+			continue
+		}
+		ahead++
+		if late >= 0 {
+			blocking++
+		}
+	}
+	if mine != nil && l.line[name] == nil { // forgotten: a newcomer again
+		return l.aheadLocked(now, name)
+	}
+	return blocking, ahead, mine
+}
+
+// delayForLocked is the time until n tokens are available, i.e. the delay
+// of the n-th of n reservations made now, computed without taking them.
+func (l *Limiter) delayForLocked(now time.Time, n float64) time.Duration {
+	tokens := l.bucket.TokensAt(now)
+	if tokens >= n {
+		return 0
+	}
+	return time.Duration((n - tokens) / float64(l.bucket.Limit()) * float64(time.Second))
+}
+
+// promiseLocked returns how long an unnamed caller refused now should wait:
+// until its own future slot, one refill interval after the slot promised
+// before it.
 func (l *Limiter) promiseLocked(now time.Time, wait time.Duration) time.Duration {
 	at := now.Add(wait)
 	if l.promised.After(at) {

@@ -2,6 +2,7 @@ package cloudflare
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -223,10 +224,10 @@ func TestLimiterRefusalsArePromisedDistinctSlots(t *testing.T) {
 	clk := clocktesting.NewFakeClock(testEpoch)
 	// burst 1, then one slot per second.
 	lim := NewLimiter(RateLimit{Requests: 2, Period: time.Second}, 100*time.Millisecond, clk)
-	g.Expect(lim.Admit()).To(Succeed())
+	g.Expect(lim.Admit(context.Background())).To(Succeed())
 	g.Expect(lim.Wait(context.Background())).To(Succeed())
 	before := lim.Tokens()
-	first, second := lim.Admit(), lim.Wait(context.Background())
+	first, second := lim.Admit(context.Background()), lim.Wait(context.Background())
 	g.Expect(KindOf(first)).To(Equal(KindRateLimited))
 	g.Expect(KindOf(second)).To(Equal(KindRateLimited))
 	g.Expect(RetryAfterOf(first)).To(Equal(time.Second))
@@ -292,16 +293,16 @@ func TestLimiterFollowsRatelimitHeaders(t *testing.T) {
 	g.Expect(KindOf(err)).To(Equal(KindRateLimited))
 	g.Expect(err.Error()).To(ContainSubstring("Ratelimit header"))
 	g.Expect(RetryAfterOf(err)).To(Equal(40 * time.Second))
-	g.Expect(lim.Admit()).To(HaveOccurred())
+	g.Expect(lim.Admit(context.Background())).To(HaveOccurred())
 
 	clk.Step(100 * time.Second) // both windows the headers described are over
-	g.Expect(lim.Admit()).To(Succeed())
+	g.Expect(lim.Admit(context.Background())).To(Succeed())
 	g.Expect(lim.bucket.Limit()).To(Equal(base))
 
 	// A published policy tighter than the configured budget caps it.
 	lim.Observe(rateHeaders(600, 300, 600, 300))
 	clk.Step(301 * time.Second)
-	g.Expect(lim.Admit()).To(Succeed())
+	g.Expect(lim.Admit(context.Background())).To(Succeed())
 	want, _ := bucketFor(RateLimit{Requests: 600, Period: 5 * time.Minute})
 	g.Expect(lim.bucket.Limit()).To(Equal(want))
 
@@ -362,4 +363,129 @@ func TestLimiterPromisesSlotsAtTheSustainableRate(t *testing.T) {
 	for i := 1; i < len(retries); i++ {
 		g.Expect(retries[i] - retries[i-1]).To(BeNumerically("~", time.Duration(float64(time.Second)/float64(sustained)), time.Millisecond))
 	}
+}
+
+// named returns a fresh reconcile's context for the object called name.
+func named(name string) context.Context { return WithCaller(context.Background(), name) }
+
+// spentLimiter returns a limiter of one slot per second that waits for none
+// (burst 1, already spent), on a fake clock.
+func spentLimiter(t *testing.T) (*WithT, *clocktesting.FakeClock, *Limiter) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(testEpoch)
+	lim := NewLimiter(RateLimit{Requests: 2, Period: time.Second}, 100*time.Millisecond, clk)
+	g.Expect(lim.Wait(context.Background())).To(Succeed())
+	return g, clk, lim
+}
+
+// A refused named caller keeps its place: a newcomer does not overtake it,
+// and it is told to come back when the callers ahead of it have gone.
+func TestLimiterKeepsRefusedCallersInLine(t *testing.T) {
+	g, clk, lim := spentLimiter(t)
+
+	a, b := lim.Wait(named("a")), lim.Wait(named("b"))
+	g.Expect(RetryAfterOf(a)).To(Equal(time.Second))
+	g.Expect(RetryAfterOf(b)).To(Equal(2 * time.Second))
+
+	clk.Step(time.Second) // a's slot: one token is there
+	c := lim.Wait(named("c"))
+	g.Expect(KindOf(c)).To(Equal(KindRateLimited), "a newcomer waits behind a and b")
+	g.Expect(RetryAfterOf(c)).To(Equal(2*time.Second), "two callers ahead")
+	g.Expect(lim.Wait(named("a"))).To(Succeed())
+
+	clk.Step(time.Second)
+	g.Expect(KindOf(lim.Wait(named("c")))).To(Equal(KindRateLimited), "c came back early: b is ahead")
+	g.Expect(lim.Wait(named("b"))).To(Succeed())
+	clk.Step(time.Second)
+	g.Expect(lim.Wait(named("c"))).To(Succeed())
+}
+
+// Coming back early is told the same due time again: the promise counts the
+// callers ahead, it does not move to the end of a growing chain.
+func TestLimiterRefusingAgainKeepsThePromise(t *testing.T) {
+	g, clk, lim := spentLimiter(t)
+	g.Expect(RetryAfterOf(lim.Wait(named("a")))).To(Equal(time.Second))
+	g.Expect(RetryAfterOf(lim.Wait(named("b")))).To(Equal(2 * time.Second))
+	for range 5 {
+		clk.Step(200 * time.Millisecond)
+		due := clk.Now().Add(RetryAfterOf(lim.Wait(named("b"))))
+		g.Expect(due).To(BeTemporally("~", testEpoch.Add(2*time.Second), time.Millisecond))
+	}
+}
+
+// A caller later than lateTurn (its object waits in a busy work queue, or
+// was deleted) does not hold up the line; it keeps its place, and once it
+// is back and told to wait, it goes before those behind it. A place is
+// forgotten forgetTurn after it was due.
+func TestLimiterLateCallersDoNotHoldUpTheLine(t *testing.T) {
+	g, clk, lim := spentLimiter(t)
+	g.Expect(KindOf(lim.Wait(named("late")))).To(Equal(KindRateLimited)) // due at 1s
+	g.Expect(KindOf(lim.Wait(named("b")))).To(Equal(KindRateLimited))    // due at 2s
+
+	clk.Step(1500 * time.Millisecond)
+	g.Expect(KindOf(lim.Wait(named("b")))).To(Equal(KindRateLimited), "late is due and not yet late enough to be passed")
+	clk.Step(600 * time.Millisecond)
+	g.Expect(lim.Wait(named("b"))).To(Succeed(), "late is more than lateTurn late")
+	c := lim.Wait(named("c"))
+	g.Expect(RetryAfterOf(c)).To(BeNumerically("~", time.Second, time.Millisecond))
+
+	clk.Step(500 * time.Millisecond)
+	g.Expect(KindOf(lim.Wait(named("late")))).To(Equal(KindRateLimited), "no slot yet")
+	clk.Step(500 * time.Millisecond)
+	g.Expect(KindOf(lim.Wait(named("c")))).To(Equal(KindRateLimited), "late is back and ahead of c")
+	g.Expect(lim.Wait(named("late"))).To(Succeed())
+
+	clk.Step(forgetTurn + 2*time.Second)
+	lim.mu.Lock()
+	lim.aheadLocked(clk.Now(), "")
+	g.Expect(lim.line).To(BeEmpty(), "c never came back: its place is forgotten")
+	lim.mu.Unlock()
+}
+
+// Once a reconcile got a slot, its next call (a rotate's refresh) does not
+// queue behind the line again.
+func TestLimiterAdmittedReconcileDoesNotQueueAgain(t *testing.T) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(testEpoch)
+	lim := NewLimiter(RateLimit{Requests: 2, Period: time.Second}, 100*time.Millisecond, clk)
+	ctx := named("a")
+	g.Expect(lim.Admit(ctx)).To(Succeed())
+	g.Expect(lim.Wait(ctx)).To(Succeed())
+	g.Expect(KindOf(lim.Wait(named("b")))).To(Equal(KindRateLimited))
+	clk.Step(time.Second)
+	g.Expect(lim.Wait(ctx)).To(Succeed(), "a's second call goes before b")
+	g.Expect(KindOf(lim.Wait(named("b")))).To(Equal(KindRateLimited))
+}
+
+// A pause (429, or the budget held at the reserve) keeps the line's order:
+// callers told to wait for its end are due when it ends.
+func TestLimiterPauseKeepsTheLine(t *testing.T) {
+	g, clk, lim := spentLimiter(t)
+	g.Expect(KindOf(lim.Wait(named("a")))).To(Equal(KindRateLimited))
+	g.Expect(KindOf(lim.Wait(named("b")))).To(Equal(KindRateLimited))
+	lim.Pause(10 * time.Second)
+	clk.Step(time.Second)
+	g.Expect(RetryAfterOf(lim.Wait(named("a")))).To(Equal(9 * time.Second))
+	g.Expect(RetryAfterOf(lim.Admit(named("b")))).To(Equal(9 * time.Second))
+
+	clk.Step(9 * time.Second)
+	g.Expect(KindOf(lim.Wait(named("b")))).To(Equal(KindRateLimited), "a is still ahead after the pause")
+	g.Expect(lim.Wait(named("a"))).To(Succeed())
+	clk.Step(time.Second)
+	g.Expect(lim.Wait(named("b"))).To(Succeed())
+}
+
+// A refusal's text in a status condition must not change with its retry
+// time, or every refusal of a waiting object would rewrite its status.
+func TestSteadyTextLeavesOutTheRetryTime(t *testing.T) {
+	g, clk, lim := spentLimiter(t)
+	first := fmt.Errorf("creating token: %w", lim.Wait(named("a")))
+	clk.Step(300 * time.Millisecond)
+	again := fmt.Errorf("creating token: %w", lim.Wait(named("a")))
+	g.Expect(first.Error()).NotTo(Equal(again.Error()), "the errors do carry their retry times")
+	g.Expect(SteadyText(first)).To(Equal(SteadyText(again)))
+	g.Expect(SteadyText(first)).To(HavePrefix("creating token: "))
+	g.Expect(SteadyText(first)).NotTo(ContainSubstring("retry after"))
+	plain := errors.New("boom")
+	g.Expect(SteadyText(plain)).To(Equal("boom"))
 }

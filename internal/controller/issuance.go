@@ -60,7 +60,7 @@ const graceSlack = 15 * time.Second
 // it belongs to; the caller records what the operation means in status.
 func (r *ServiceTokenReconciler) issue(ctx context.Context, s *scope, op *v1alpha1.PendingOperation, grace time.Duration,
 	call func(context.Context, *v1alpha1.PendingOperation) (cf.Credentials, error)) (cf.Credentials, error) {
-	if err := r.admit(s, strings.ToLower(string(op.Type))); err != nil {
+	if err := r.admit(ctx, s, strings.ToLower(string(op.Type))); err != nil {
 		return cf.Credentials{}, err
 	}
 	if err := r.checkSecretWritable(ctx, s); err != nil {

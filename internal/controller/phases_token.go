@@ -160,7 +160,7 @@ func (r *ServiceTokenReconciler) createToken(ctx context.Context, s *scope) erro
 // call would be refused, it is refused before the intent is written, so
 // waiting for budget costs no write, and the object comes back at its own
 // future slot (cf.Limiter.Admit).
-func (r *ServiceTokenReconciler) admit(s *scope, op string) error {
+func (r *ServiceTokenReconciler) admit(ctx context.Context, s *scope, op string) error {
 	src, ok := r.Accounts.Factory.(cf.LimiterSource)
 	if !ok {
 		return nil
@@ -169,7 +169,7 @@ func (r *ServiceTokenReconciler) admit(s *scope, op string) error {
 	if lim == nil {
 		return nil
 	}
-	err := lim.Admit()
+	err := lim.Admit(ctx)
 	if e, ok := err.(*cf.Error); ok {
 		e.Op = op
 	}

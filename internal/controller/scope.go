@@ -109,13 +109,20 @@ func classify(err error, opts Options, failures int32) outcome {
 		if after <= 0 {
 			after = time.Second
 		}
-		return outcome{kind: outcomeWait, reason: v1alpha1.ReasonRateLimited, message: err.Error(), after: after}
+		return outcome{kind: outcomeWait, reason: v1alpha1.ReasonRateLimited, message: cf.SteadyText(err), after: after}
 	}
 	if isConflict(err) {
 		return outcome{kind: outcomeWait, reason: v1alpha1.ReasonProgressing, message: "object changed meanwhile; retrying", after: time.Second}
 	}
 	return outcome{kind: outcomeRetry, reason: v1alpha1.ReasonCloudflareError, message: err.Error(), after: backoff(failures+1, opts)}
 }
+
+// Work-queue priorities (controller-runtime's priority queue; new objects
+// and watch events have 0, a restart's initial list less): work at a time
+// that was set (a renewal, the end of a grace, an object's place in the
+// rate limiter's line) goes before work that arrived meanwhile, so a flood
+// of new objects cannot keep a renewal waiting past its time.
+const priorityScheduled = 10
 
 // stalledRecheck is how often a Stalled object looks again on its own.
 const stalledRecheck = 10 * time.Minute
@@ -206,6 +213,10 @@ func (r *ServiceTokenReconciler) applyOutcome(s *scope, out outcome) ctrl.Result
 		// namespace labels, an API token fixed while the account stayed Ready).
 		return ctrl.Result{RequeueAfter: stalledRecheck}
 	case outcomeWait:
+		if out.reason == v1alpha1.ReasonRateLimited {
+			// Told to come back at its place in the credentials' line.
+			return ctrl.Result{RequeueAfter: out.after, Priority: new(priorityScheduled)}
+		}
 		return ctrl.Result{RequeueAfter: out.after}
 	default: // retry
 		st.Status.ObservedGeneration = st.Generation // acted on, still working (Reconciling=True)
@@ -231,7 +242,7 @@ func (r *ServiceTokenReconciler) nextAction(s *scope) ctrl.Result {
 	if !ok {
 		return ctrl.Result{}
 	}
-	return ctrl.Result{RequeueAfter: after + time.Second}
+	return ctrl.Result{RequeueAfter: after + time.Second, Priority: new(priorityScheduled)}
 }
 
 // released reports whether the finalizer is gone (nothing left to record).

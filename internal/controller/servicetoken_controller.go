@@ -11,12 +11,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -24,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
 )
 
 // Options tune the ServiceToken controller; zero values take the defaults.
@@ -73,7 +76,8 @@ type ServiceTokenReconciler struct {
 	Options   Options
 
 	drift chan event.GenericEvent
-	seen  sync.Map // UIDs this process has reconciled: their retries follow RequeueAfter
+	due   chan event.GenericEvent // renewals whose planned start came
+	seen  sync.Map                // UIDs this process has reconciled: their retries follow RequeueAfter
 }
 
 // Counters receives the renewals the controller makes (for metrics).
@@ -86,6 +90,9 @@ type Counters interface {
 // Reconcile: guard clauses, then the named phases of reconcileNormal or
 // reconcileDelete; status is computed and patched once, in finish.
 func (r *ServiceTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	// Calls to Cloudflare made for this object keep its place in its
+	// credentials' line when the budget refuses them.
+	ctx = cf.WithCaller(ctx, req.String())
 	st := &v1alpha1.ServiceToken{}
 	if err := r.Get(ctx, req.NamespacedName, st); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -158,6 +165,7 @@ func (r *ServiceTokenReconciler) backingOff(s *scope) (time.Duration, bool) {
 func (r *ServiceTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.Options = r.Options.withDefaults()
 	r.drift = make(chan event.GenericEvent, 1024)
+	r.due = make(chan event.GenericEvent, 1024)
 	ctx := context.Background()
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ServiceToken{}, accountIndex, func(o client.Object) []string {
 		st := o.(*v1alpha1.ServiceToken)
@@ -184,7 +192,7 @@ func (r *ServiceTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	if r.Renewals != nil {
-		if err := mgr.Add(&waker{period: time.Second, find: func(context.Context) []types.NamespacedName { return r.Renewals.due() }, out: r.drift}); err != nil {
+		if err := mgr.Add(&waker{period: time.Second, find: func(context.Context) []types.NamespacedName { return r.Renewals.due() }, out: r.due}); err != nil {
 			return err
 		}
 	}
@@ -195,6 +203,7 @@ func (r *ServiceTokenReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&v1alpha1.CloudflareAccount{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfAccount(v1alpha1.KindCloudflareAccount))).
 		Watches(&v1alpha1.ClusterCloudflareAccount{}, handler.EnqueueRequestsFromMapFunc(r.tokensOfAccount(v1alpha1.KindClusterCloudflareAcc))).
 		WatchesRawSource(source.Channel(r.drift, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.due, enqueueWithPriority(priorityScheduled))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles}).
 		Complete(r)
 }
@@ -216,6 +225,19 @@ func (r *ServiceTokenReconciler) tokensOfAccount(kind string) handler.MapFunc {
 		}
 		return reqs
 	}
+}
+
+// enqueueWithPriority enqueues generic events' objects with priority p in
+// controller-runtime's priority queue (plainly in any other queue).
+func enqueueWithPriority(p int) handler.EventHandler {
+	return handler.Funcs{GenericFunc: func(_ context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+		req := reconcile.Request{NamespacedName: client.ObjectKeyFromObject(e.Object)}
+		if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+			pq.AddWithOpts(priorityqueue.AddOpts{Priority: new(p)}, req)
+			return
+		}
+		q.Add(req)
+	}}
 }
 
 // waker runs find every period and wakes the ServiceTokens it returns. Two
