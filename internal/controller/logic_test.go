@@ -139,3 +139,9 @@ func TestViewByNameNewestFirst(t *testing.T) {
 	g.Expect(ids).To(Equal([]string{"b", "d", "a"}))
 	g.Expect(v.ByName("none")).To(BeEmpty())
 }
+
+func TestSetupRefusesAClusterNameThatIsNotADNSLabel(t *testing.T) {
+	// Checked before the manager is touched: a bad flag fails at start.
+	err := Setup(nil, SetupOptions{ServiceToken: Options{ClusterName: "EU_West"}})
+	NewWithT(t).Expect(err).To(MatchError(ContainSubstring(`invalid cluster name "EU_West"`)))
+}

@@ -105,7 +105,7 @@ func (r *ServiceTokenReconciler) deleteIfOwned(ctx context.Context, s *scope, id
 		t = got
 	}
 	if !s.owns(t) {
-		r.event(s, corev1.EventTypeWarning, "TokenNotOwned", "Delete",
+		r.event(s, corev1.EventTypeWarning, v1alpha1.ReasonTokenNotOwned, "Delete",
 			"%s %s (%q) was left in Cloudflare: this ServiceToken cannot prove it made it (its name does not end with %q and "+
 				"the Secret does not hold its credential); delete it in Cloudflare if it is not in use",
 			what, id, t.Name, v1alpha1.OwnerMarker(s.st.UID))
