@@ -127,7 +127,8 @@ var _ = Describe("Token identity and ownership", func() {
 		Expect(st.Status.TokenID).To(BeEmpty())
 		Expect(tokenIDs(name)).To(ConsistOf(foreignID))
 		Expect(tokenIDs(v1alpha1.MarkedTokenName(name, st.UID))).To(BeEmpty(), "nothing was created")
-		Expect(op.events.reasons(st)).To(ContainElement(v1alpha1.ReasonTokenNameConflict))
+		Eventually(func() []string { return op.events.reasons(st) }, timeout, interval).Should(ContainElement(v1alpha1.ReasonTokenNameConflict),
+			"a Warning event names the reason")
 		expectUntouched(foreignID, foreignCred)
 
 		deleteAndWait(st)
@@ -210,7 +211,8 @@ var _ = Describe("Token identity and ownership", func() {
 		annotate(st, v1alpha1.AnnotationRefreshRequestedAt, "steal")
 		st = waitFor(st, "TokenNotOwned", hasReason(v1alpha1.ConditionReady, v1alpha1.ReasonTokenNotOwned))
 		Expect(condition(st, v1alpha1.ConditionReady).Message).To(ContainSubstring(foreignID))
-		Expect(op.events.reasons(st)).To(ContainElement(v1alpha1.ReasonTokenNotOwned))
+		Eventually(func() []string { return op.events.reasons(st) }, timeout, interval).Should(ContainElement(v1alpha1.ReasonTokenNotOwned),
+			"a Warning event names the reason")
 		expectUntouched(foreignID, foreignCred)
 
 		deleteAndWait(st)
