@@ -114,6 +114,35 @@ var _ = Describe("Token identity and ownership", func() {
 		Expect(credentialOf(st).works()).To(BeTrue())
 	})
 
+	It("deletes a replaced zone token with an explicit tokenName after its grace period, having marked it while the Secret still held it", func() {
+		name := "zone api " + ns
+		st := serviceToken(ns, "zone-named", func(st *v1alpha1.ServiceToken) {
+			st.Spec.ZoneID, st.Spec.TokenName = testZoneID, name
+			st.Spec.Rotation = &v1alpha1.Rotation{GracePeriod: "1h"}
+		})
+		Expect(k8s.Create(ctx(), st)).To(Succeed())
+		st = waitReady(st)
+		first, firstID := credentialOf(st), st.Status.TokenID
+		Expect(tokenIDs(name)).To(ConsistOf(firstID))
+
+		annotate(st, v1alpha1.AnnotationRotateRequestedAt, "replace")
+		st = waitFor(st, "replaced and renamed", func(st *v1alpha1.ServiceToken) bool {
+			return isReady(st) && st.Status.LastHandledRotateRequest == "replace" && st.Status.TokenName == name
+		})
+		Expect(st.Status.PreviousTokenID).To(Equal(firstID))
+		Expect(tokenIDs(name)).To(ConsistOf(st.Status.TokenID))
+		Expect(tokenIDs(v1alpha1.MarkedTokenName(name, st.UID))).To(ConsistOf(firstID), "the replaced token carries the marker")
+		Expect(first.works()).To(BeTrue(), "the replaced token works during the grace period")
+
+		clk.Step(time.Hour + graceSlack + 2*time.Second)
+		poke(st)
+		st = waitFor(st, "replaced token deleted", func(st *v1alpha1.ServiceToken) bool { return st.Status.PreviousTokenID == "" && isReady(st) })
+		_, exists := simToken(firstID)
+		Expect(exists).To(BeFalse())
+		Expect(credentialOf(st).works()).To(BeTrue())
+		Expect(op.events.reasons(st)).NotTo(ContainElement(v1alpha1.ReasonTokenNotOwned))
+	})
+
 	It("leaves a foreign token that already has the ServiceToken's tokenName alone: TokenNameConflict, nothing created, renamed, rotated or deleted", func() {
 		name := "shared name " + ns
 		foreignID, foreignCred := foreignToken(name)

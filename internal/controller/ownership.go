@@ -27,10 +27,12 @@ import (
 //     s.held), as it does for a token renamed to an explicit spec.tokenName,
 //     or created before names carried the marker.
 func (s *scope) owns(t cf.Token) bool {
-	if s.st.UID != "" && t.Knows(cf.FieldName) && strings.HasSuffix(t.Name, v1alpha1.OwnerMarker(s.st.UID)) {
-		return true
-	}
-	return s.holds(t)
+	return s.marked(t) || s.holds(t)
+}
+
+// marked reports whether t's name ends with this object's OwnerMarker.
+func (s *scope) marked(t cf.Token) bool {
+	return s.st.UID != "" && t.Knows(cf.FieldName) && strings.HasSuffix(t.Name, v1alpha1.OwnerMarker(s.st.UID))
 }
 
 // holds reports whether the Secret this ServiceToken controls holds a

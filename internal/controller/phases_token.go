@@ -410,6 +410,9 @@ func (r *ServiceTokenReconciler) replaceZoneToken(ctx context.Context, s *scope)
 			return err
 		}
 	}
+	if err := r.markReplaced(ctx, s); err != nil {
+		return err
+	}
 	old := st.Status.TokenID
 	spec := cf.TokenSpec{Name: s.markedName(), Duration: s.eff.Duration, Enabled: s.eff.Enabled} // as createToken
 	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationReplace, TokenName: spec.Name, TokenID: old, RotateRequest: s.answers}
@@ -430,6 +433,25 @@ func (r *ServiceTokenReconciler) replaceZoneToken(ctx context.Context, s *scope)
 	if prev == nil {
 		return r.deletePrevious(ctx, s)
 	}
+	return nil
+}
+
+// markReplaced gives a zone token about to be replaced its marked name
+// (one PUT of the name; the expiry stays) when it goes by an explicit
+// spec.tokenName: once the Secret holds the replacement, that marker is the
+// only proof left that the token is this object's, and deletePrevious needs
+// it when the grace period ends. It is given only while the Secret still
+// proves the token ours.
+func (r *ServiceTokenReconciler) markReplaced(ctx context.Context, s *scope) error {
+	t := s.token
+	if t == nil || !t.Knows(cf.FieldName) || s.marked(*t) || !s.holds(*t) {
+		return nil
+	}
+	marked, err := s.acct.Client.Update(ctx, s.acct.Scope, t.ID, cf.TokenSpec{Name: s.markedName(), Enabled: t.Enabled})
+	if err != nil {
+		return fmt.Errorf("marking zone token %s before its replacement: %w", t.ID, err)
+	}
+	r.stored(s, marked)
 	return nil
 }
 
