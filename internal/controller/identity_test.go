@@ -42,7 +42,9 @@ func expectUntouched(id string, cred credential) {
 func deleteAndWait(st *v1alpha1.ServiceToken) {
 	GinkgoHelper()
 	Expect(k8s.Delete(ctx(), st)).To(Succeed())
-	Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKeyFromObject(st), &v1alpha1.ServiceToken{})) },
+	Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKeyFromObject(st), &v1alpha1.ServiceToken{}))
+	},
 		timeout, interval).Should(BeTrue(), "the deletion completes")
 }
 
