@@ -50,6 +50,7 @@ type options struct {
 	driftCheckPeriod        time.Duration
 	pprofAddr               string
 	gracefulShutdown        time.Duration
+	clusterName             string
 }
 
 func main() {
@@ -68,6 +69,8 @@ func main() {
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address to serve Go's pprof profiles on (e.g. 127.0.0.1:6060), for diagnosing memory or CPU use; 0 disables it.")
 	flag.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 60*time.Second,
 		"How long the manager waits on shutdown for work in flight; an issuance of a secret in flight runs to completion (up to 45s) so that no secret is lost. Keep the pod's terminationGracePeriodSeconds longer.")
+	flag.StringVar(&o.clusterName, "cluster-name", "",
+		"This cluster's name (a DNS label), put into default token names: <namespace>/<name>@<cluster>#<uid>. Set a distinct one in each cluster that shares a Cloudflare account.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -137,7 +140,7 @@ func run(o options) error {
 	if err := setupControllers(mgr, o); err != nil {
 		return err
 	}
-	log.Info("starting manager", "watchNamespaces", o.watchNamespaces, "leaderElect", o.leaderElect)
+	log.Info("starting manager", "watchNamespaces", o.watchNamespaces, "leaderElect", o.leaderElect, "clusterName", o.clusterName)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 
@@ -145,7 +148,7 @@ func run(o options) error {
 func setupControllers(mgr ctrl.Manager, o options) error {
 	return controller.Setup(mgr, controller.SetupOptions{
 		DefaultAPIURL: o.defaultAPIURL, DriftCheckPeriod: o.driftCheckPeriod,
-		ServiceToken: controller.Options{MaxConcurrentReconciles: o.maxConcurrentReconciles},
+		ServiceToken: controller.Options{MaxConcurrentReconciles: o.maxConcurrentReconciles, ClusterName: o.clusterName},
 	})
 }
 

@@ -49,6 +49,15 @@ const (
 	// ReasonCredentialsReadOnly: the API token may read service tokens but
 	// not write them, found by a write probe before any real write.
 	ReasonCredentialsReadOnly = "CredentialsReadOnly"
+	// ReasonTokenNameConflict: another token in the account, one this
+	// ServiceToken cannot prove it made, already has the spec.tokenName it
+	// asks for; nothing is created or renamed, and that token is left alone.
+	ReasonTokenNameConflict = "TokenNameConflict"
+	// ReasonTokenNotOwned: status.tokenID names a token this ServiceToken
+	// cannot prove it made (its name does not end with "#<uid>" and the
+	// Secret does not hold its credential); it is not rotated, renewed,
+	// updated or deleted.
+	ReasonTokenNotOwned = "TokenNotOwned"
 )
 
 // Annotations that request a one-off action on a ServiceToken. Any new value

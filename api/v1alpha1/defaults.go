@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // SameDuration reports whether two duration strings mean the same length
@@ -52,10 +54,15 @@ type Effective struct {
 	AccountKind     string
 }
 
-// Effective computes the ServiceToken's settings with defaults applied. It
-// fails only for values the schema should have rejected (a defence against
-// objects stored before a validation rule existed).
-func (st *ServiceToken) Effective() (Effective, error) {
+// Effective is EffectiveIn for an operator run without --cluster-name.
+func (st *ServiceToken) Effective() (Effective, error) { return st.EffectiveIn("") }
+
+// EffectiveIn computes the ServiceToken's settings with defaults applied, as
+// an operator started with --cluster-name=clusterName sees them (the cluster
+// name is part of the default token name). It fails only for values the
+// schema should have rejected (a defence against objects stored before a
+// validation rule existed).
+func (st *ServiceToken) EffectiveIn(clusterName string) (Effective, error) {
 	s := st.Spec
 	e := Effective{
 		TokenName:       s.TokenName,
@@ -69,7 +76,7 @@ func (st *ServiceToken) Effective() (Effective, error) {
 		AccountKind:     KindCloudflareAccount,
 	}
 	if e.TokenName == "" {
-		e.TokenName = DefaultTokenName(st.Namespace, st.Name)
+		e.TokenName = DefaultTokenName(st.Namespace, st.Name, clusterName, st.UID)
 	}
 	if e.Duration == "" {
 		e.Duration = DefaultDuration
@@ -145,9 +152,40 @@ func parseOptional(field, value string, def time.Duration) (time.Duration, error
 }
 
 // DefaultTokenName is the Cloudflare token name of a ServiceToken without
-// spec.tokenName: unique in a cluster, since neither part can contain "/".
-func DefaultTokenName(namespace, name string) string {
-	return namespace + "/" + name
+// spec.tokenName: "<namespace>/<name>#<uid>", or
+// "<namespace>/<name>@<cluster>#<uid>" when the operator runs with
+// --cluster-name. "<namespace>/<name>" alone is not unique in an account that
+// several clusters (or Terraform, or people) share; the UID is, and it is what
+// proves a token to be this object's (OwnerMarker). Without a UID (an object
+// not yet created) the marker is left out.
+func DefaultTokenName(namespace, name, cluster string, uid types.UID) string {
+	n := namespace + "/" + name
+	if cluster != "" {
+		n += "@" + cluster
+	}
+	return n + OwnerMarker(uid)
+}
+
+// OwnerMarker is the suffix "#<uid>" that every token a ServiceToken
+// creates carries in its name (MarkedTokenName), and a default name keeps:
+// nobody else has reason to end a token's name with this object's UID.
+// Empty for an empty UID.
+func OwnerMarker(uid types.UID) string {
+	if uid == "" {
+		return ""
+	}
+	return "#" + string(uid)
+}
+
+// MarkedTokenName is the name a token is created with: name itself when it
+// already ends with the object's OwnerMarker (a default name), else name
+// with the marker appended. An explicit spec.tokenName is set by a rename
+// once the token's credential is stored.
+func MarkedTokenName(name string, uid types.UID) string {
+	if strings.HasSuffix(name, OwnerMarker(uid)) {
+		return name
+	}
+	return name + OwnerMarker(uid)
 }
 
 // EffectiveRateLimit returns the account's budget with defaults applied.

@@ -6,6 +6,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 func TestParseTokenDuration(t *testing.T) {
@@ -43,7 +44,7 @@ func TestParseTokenDuration(t *testing.T) {
 }
 
 func token(spec ServiceTokenSpec) *ServiceToken {
-	return &ServiceToken{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "api"}, Spec: spec}
+	return &ServiceToken{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "api", UID: "0f1e2d3c"}, Spec: spec}
 }
 
 func TestEffectiveAppliesDocumentedDefaults(t *testing.T) {
@@ -52,7 +53,7 @@ func TestEffectiveAppliesDocumentedDefaults(t *testing.T) {
 	e, err := st.Effective()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(e).To(Equal(Effective{
-		TokenName:       "team-a/api",
+		TokenName:       "team-a/api#0f1e2d3c",
 		Duration:        "8760h",
 		DurationValue:   8760 * time.Hour,
 		Enabled:         true,
@@ -92,6 +93,40 @@ func TestEffectiveHonoursEverySetting(t *testing.T) {
 	g.Expect([]string{e.SecretName, e.ClientIDKey, e.ClientSecretKey}).To(Equal([]string{"creds", "ID", "SECRET"}))
 	g.Expect(e.DeletionPolicy).To(Equal(DeletionOrphan))
 	g.Expect(e.AccountKind).To(Equal(KindClusterCloudflareAcc))
+}
+
+func TestDefaultTokenNameCarriesTheObjectsIdentity(t *testing.T) {
+	for _, c := range []struct {
+		name, cluster string
+		uid           types.UID
+		want          string
+	}{
+		{"without a cluster name: namespace/name#uid", "", "0f1e2d3c", "team-a/api#0f1e2d3c"},
+		{"with a cluster name: namespace/name@cluster#uid", "eu-west", "0f1e2d3c", "team-a/api@eu-west#0f1e2d3c"},
+		{"an object not yet created has no marker", "eu-west", "", "team-a/api@eu-west"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := NewWithT(t)
+			st := token(ServiceTokenSpec{})
+			st.UID = c.uid
+			e, err := st.EffectiveIn(c.cluster)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(e.TokenName).To(Equal(c.want))
+			g.Expect(DefaultTokenName("team-a", "api", c.cluster, c.uid)).To(Equal(c.want))
+		})
+	}
+}
+
+func TestMarkedTokenNameAppendsTheMarkerOnce(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"an explicit name gets the marker", "payments api", "payments api#0f1e2d3c"},
+		{"a default name already ends with it", "team-a/api#0f1e2d3c", "team-a/api#0f1e2d3c"},
+		{"another object's marker is not ours", "team-a/api#ffff", "team-a/api#ffff#0f1e2d3c"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			NewWithT(t).Expect(MarkedTokenName(c.in, "0f1e2d3c")).To(Equal(c.want))
+		})
+	}
 }
 
 func TestEffectiveEdgeCases(t *testing.T) {

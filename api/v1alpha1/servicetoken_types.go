@@ -167,10 +167,14 @@ type ServiceTokenSpec struct {
 	ZoneID string `json:"zoneID,omitempty"`
 
 	// tokenName is the token's name in Cloudflare. Default:
-	// "<namespace>/<name>" of this ServiceToken, unique in a cluster because
-	// neither part can contain "/". The operator finds its token by this name
-	// after a crash, so keep it unique in the account. Changing it renames the
-	// token in place; the secret stays valid.
+	// "<namespace>/<name>#<uid>" of this ServiceToken, or
+	// "<namespace>/<name>@<cluster>#<uid>" when the operator runs with
+	// --cluster-name (uid: metadata.uid), so the name is this object's alone.
+	// A token is always created under a name ending with "#<uid>"; an
+	// explicit tokenName is set by a rename once the secret is stored. If
+	// another token in the account already has this name, nothing is created
+	// or renamed (Ready=False, reason TokenNameConflict). Changing it renames
+	// the token in place; the secret stays valid.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=255
@@ -240,7 +244,9 @@ type PendingOperation struct {
 	ID string `json:"id,omitempty"`
 	// type of the operation.
 	Type OperationType `json:"type"`
-	// tokenName the token is (being) created with.
+	// tokenName the token is (being) created with: always ending with
+	// "#<uid>", so a token whose response was lost is recognised as this
+	// object's by its name alone.
 	// +optional
 	TokenName string `json:"tokenName,omitempty"`
 	// tokenID of the token being rotated or replaced.

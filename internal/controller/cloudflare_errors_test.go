@@ -49,7 +49,7 @@ var _ = Describe("Cloudflare's errors", func() {
 		st := serviceToken(ns, "ro")
 		Expect(k8s.Create(ctx(), st)).To(Succeed())
 		waitFor(st, "blocked by the account, not failing a write", hasReason(v1alpha1.ConditionReady, v1alpha1.ReasonAccountNotReady))
-		Expect(tokenIDs(ns + "/ro")).To(BeEmpty())
+		Expect(tokenIDs(tokenName(st))).To(BeEmpty())
 
 		setCredentials(ns, testAPIToken)
 		accountReady(v1alpha1.ReasonReady)
@@ -105,7 +105,7 @@ var _ = Describe("Cloudflare's errors", func() {
 		Expect(st.Finalizers).NotTo(BeEmpty())
 		_, exists := simToken(id)
 		Expect(exists).To(BeTrue())
-		Expect(tokenIDs(ns + "/moved")).To(ConsistOf(id))
+		Expect(tokenIDs(tokenName(st))).To(ConsistOf(id))
 
 		setAccountID(testAccountID)
 		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKeyFromObject(st), st)) }, timeout, interval).Should(BeTrue())

@@ -167,7 +167,7 @@ var _ = Describe("Secret continuity", func() {
 		st = requestRotation(st, "replace")
 		Expect(st.Status.TokenID).NotTo(Equal(original))
 		Expect(st.Status.PreviousTokenID).To(Equal(original))
-		Expect(tokenIDs(ns+"/zone-lost")).To(ConsistOf(original, st.Status.TokenID), "the lost replacement, held by nobody, was deleted")
+		Expect(tokenIDs(tokenName(st))).To(ConsistOf(original, st.Status.TokenID), "the lost replacement, held by nobody, was deleted")
 		Expect(credentialOf(st).works()).To(BeTrue())
 
 		Expect(held.works()).To(BeTrue())
@@ -197,7 +197,7 @@ var _ = Describe("Secret continuity", func() {
 		Eventually(lost.Load, timeout, interval).Should(BeTrue())
 		op.stop()
 		held := credentialOf(st)
-		ids := tokenIDs(ns + "/stored-create")
+		ids := tokenIDs(tokenName(st))
 		Expect(ids).To(HaveLen(1))
 		Expect(get(st).Status.PendingOperation).NotTo(BeNil(), "the status write that settles the create was lost")
 
@@ -207,7 +207,7 @@ var _ = Describe("Secret continuity", func() {
 		op.hooks.mu.Unlock()
 		st = waitReady(st)
 		Expect(st.Status.TokenID).To(Equal(ids[0]))
-		Expect(tokenIDs(ns + "/stored-create")).To(HaveLen(1))
+		Expect(tokenIDs(tokenName(st))).To(HaveLen(1))
 		Expect(callsOn("rotate", ids[0])).To(Equal(0), "the secret in the Secret is the token's own: nothing to recover")
 		Expect(credentialOf(st)).To(Equal(held))
 		Expect(held.works()).To(BeTrue())

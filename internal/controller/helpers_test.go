@@ -158,6 +158,16 @@ func tokenIDs(name string) []string {
 
 func simToken(id string) (sim.TokenState, bool) { return simulator.Token(id) }
 
+// tokenName is st's default token name, "<namespace>/<name>#<uid>", as an
+// operator without --cluster-name gives it.
+func tokenName(st *v1alpha1.ServiceToken) string {
+	uid := st.UID
+	if uid == "" {
+		uid = get(st).UID
+	}
+	return v1alpha1.DefaultTokenName(st.Namespace, st.Name, "", uid)
+}
+
 // poke makes the controller look at the object now, as a time-based requeue
 // would have when the fake clock jumps.
 var pokeSeq int

@@ -127,6 +127,7 @@ var _ = Describe("A hostile or mistaken object", func() {
 			eff, err := st.Effective()
 			Expect(err).NotTo(HaveOccurred())
 			Expect(tokenIDs(eff.TokenName)).To(BeEmpty(), "no token is created that could not be used or stored")
+			Expect(tokenIDs(v1alpha1.MarkedTokenName(eff.TokenName, st.UID))).To(BeEmpty(), "not even under its marked name")
 			if tc.check != nil {
 				tc.check(s, st)
 			} else {

@@ -32,11 +32,6 @@ import (
 // terminationGracePeriodSeconds cover it).
 const IssuanceTimeout = 45 * time.Second
 
-// clockSkew tolerates a difference between our clock and Cloudflare's when
-// looking for a token an interrupted create may have made whose response
-// (and so its ID) never arrived.
-const clockSkew = 2 * time.Minute
-
 func newOperationID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
@@ -93,7 +88,11 @@ func (r *ServiceTokenReconciler) issue(ctx context.Context, s *scope, op *v1alph
 		}
 		return cf.Credentials{}, err
 	}
-	creds.Token = withKnown(creds.Token, known, s.eff, s.now)
+	eff := s.eff
+	if op.TokenName != "" {
+		eff.TokenName = op.TokenName // a new token has the (marked) name it was created with
+	}
+	creds.Token = withKnown(creds.Token, known, eff, s.now)
 	s.token = &creds.Token
 	if err := r.storeCredentials(ctx, s, creds, op.ID); err != nil {
 		s.secretOK = false           // the held secret may now be "previous"
@@ -217,8 +216,9 @@ func (r *ServiceTokenReconciler) settleRotate(s *scope, p *v1alpha1.PendingOpera
 
 // settleReplace: stored, the replacement is the token now and the original
 // keeps its grace from when the replacement was written. Not stored, the
-// replacement is held by nobody: it is deleted, and the original, still in
-// the Secret, stays the token (a later replacement gives it its full grace).
+// replacement is held by nobody: it is deleted (found by its marked name,
+// and only if this object owns it), and the original, still in the Secret,
+// stays the token (a later replacement gives it its full grace).
 func (r *ServiceTokenReconciler) settleReplace(ctx context.Context, s *scope, p *v1alpha1.PendingOperation, stored bool) error {
 	st := s.st
 	if stored {
@@ -234,12 +234,9 @@ func (r *ServiceTokenReconciler) settleReplace(ctx context.Context, s *scope, p 
 		r.rotated(s, p.ID, s.held.IssuedAt, p.PreviousSecretExpiresAt)
 		return nil
 	}
-	for _, t := range s.view.ByName(p.TokenName) {
-		// Never the token the Secret holds, whatever the journal says.
-		if t.ID != p.TokenID && t.ID != st.Status.PreviousTokenID && t.ID != s.held.TokenID && createdSince(t, p) {
-			if err := r.deleteToken(ctx, s, t.ID); err != nil {
-				return err
-			}
+	for _, t := range s.lostIssuance(p) {
+		if err := r.deleteToken(ctx, s, t.ID); err != nil {
+			return err
 		}
 	}
 	if st.Status.TokenID != p.TokenID { // a store failure after the create moved status on
@@ -254,8 +251,10 @@ func (r *ServiceTokenReconciler) settleReplace(ctx context.Context, s *scope, p 
 }
 
 // settleCreate: stored, the token in the Secret is ours. Not stored, a
-// token this create may have made is found by name (its response, and so its
-// ID, never arrived); its secret is lost, so recovery rotates it at once.
+// token this create may have made is found by its marked name, which ends
+// with this object's UID (its response, and so its ID, never arrived); its
+// secret is lost, so recovery rotates it at once. A token that merely has
+// the same spec.tokenName, made by someone else, is never taken.
 func (r *ServiceTokenReconciler) settleCreate(ctx context.Context, s *scope, p *v1alpha1.PendingOperation, stored bool) error {
 	if stored {
 		// Never a name search here: it would take the token for one whose
@@ -269,12 +268,7 @@ func (r *ServiceTokenReconciler) settleCreate(ctx context.Context, s *scope, p *
 		}
 		return nil
 	}
-	var ours []cf.Token
-	for _, t := range s.view.ByName(p.TokenName) {
-		if t.ID != p.TokenID && t.ID != s.st.Status.PreviousTokenID && createdSince(t, p) {
-			ours = append(ours, t)
-		}
-	}
+	ours := s.lostIssuance(p)
 	if len(ours) == 0 {
 		return nil // nothing was created: ensureToken creates
 	}
@@ -291,8 +285,19 @@ func (r *ServiceTokenReconciler) settleCreate(ctx context.Context, s *scope, p *
 	return nil
 }
 
-func createdSince(t cf.Token, p *v1alpha1.PendingOperation) bool {
-	return !t.CreatedAt.Before(p.StartedAt.Add(-clockSkew))
+// lostIssuance returns the tokens an interrupted create or replacement p
+// may have made, newest first: those under its marked name that this object
+// owns, other than the tokens status and the Secret account for. A clock
+// plays no part (ours and Cloudflare's differ), and neither does the name
+// journalled in status, which others can write: only the marker proves.
+func (s *scope) lostIssuance(p *v1alpha1.PendingOperation) []cf.Token {
+	var out []cf.Token
+	for _, t := range s.view.ByName(v1alpha1.MarkedTokenName(p.TokenName, s.st.UID)) {
+		if t.ID != p.TokenID && t.ID != s.st.Status.PreviousTokenID && t.ID != s.held.TokenID && s.owns(t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // rotated records a completed rotation or zone replacement: when its secret

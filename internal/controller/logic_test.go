@@ -58,10 +58,18 @@ func TestDesiredUpdate(t *testing.T) {
 		"disabled outside":         {cf.Token{Name: "ns/app", Duration: "720h", Enabled: false}, true, false},
 		"duration changed outside": {cf.Token{Name: "ns/app", Duration: "24h", Enabled: true}, true, true},
 	}
+	t.Run("a rename held back keeps the current name and sends no duration", func(t *testing.T) {
+		g := NewWithT(t)
+		_, changed := desiredUpdate(cf.Token{Name: "ns/app#uid", Duration: "720h", Enabled: true}, eff, "ns/app#uid")
+		g.Expect(changed).To(BeFalse())
+		spec, changed := desiredUpdate(cf.Token{Name: "ns/app#uid", Duration: "720h", Enabled: true}, eff, "ns/app")
+		g.Expect(changed).To(BeTrue())
+		g.Expect(spec).To(Equal(cf.TokenSpec{Name: "ns/app", Enabled: true}), "a rename alone leaves the expiry be")
+	})
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			g := NewWithT(t)
-			spec, changed := desiredUpdate(c.token, eff)
+			spec, changed := desiredUpdate(c.token, eff, eff.TokenName)
 			g.Expect(changed).To(Equal(c.changed))
 			if changed {
 				g.Expect(spec.Name).To(Equal("ns/app"))
@@ -130,4 +138,10 @@ func TestViewByNameNewestFirst(t *testing.T) {
 	}
 	g.Expect(ids).To(Equal([]string{"b", "d", "a"}))
 	g.Expect(v.ByName("none")).To(BeEmpty())
+}
+
+func TestSetupRefusesAClusterNameThatIsNotADNSLabel(t *testing.T) {
+	// Checked before the manager is touched: a bad flag fails at start.
+	err := Setup(nil, SetupOptions{ServiceToken: Options{ClusterName: "EU_West"}})
+	NewWithT(t).Expect(err).To(MatchError(ContainSubstring(`invalid cluster name "EU_West"`)))
 }

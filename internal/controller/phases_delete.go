@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -27,7 +29,7 @@ func (r *ServiceTokenReconciler) reconcileDelete(ctx context.Context, s *scope) 
 			"released by the %s annotation; token %s was NOT deleted in Cloudflare", v1alpha1.AnnotationForceDelete, st.Status.TokenID)
 		return r.release(ctx, s)
 	}
-	eff, err := st.Effective()
+	eff, err := st.EffectiveIn(r.Options.ClusterName)
 	if err == nil && eff.DeletionPolicy == v1alpha1.DeletionOrphan {
 		r.event(s, corev1.EventTypeNormal, "Orphaned", "Delete", "deletionPolicy Orphan: token %s is left in Cloudflare", st.Status.TokenID)
 		return r.release(ctx, s)
@@ -44,8 +46,11 @@ func (r *ServiceTokenReconciler) reconcileDelete(ctx context.Context, s *scope) 
 	return r.release(ctx, s)
 }
 
-// deleteTokens deletes every token the object accounts for: the current
-// one, a replaced zone token, and any token an interrupted create left.
+// deleteTokens deletes every token the object accounts for and provably
+// owns (owns): the current one, a replaced zone token, and any token an
+// interrupted create or replacement left. Status only says which tokens to
+// look at; a token that fails the proof is left, with a Warning event, and
+// the deletion still completes.
 func (r *ServiceTokenReconciler) deleteTokens(ctx context.Context, s *scope) error {
 	st := s.st
 	acct, err := r.Accounts.ResolveForDeletion(ctx, st, accountKindOf(st))
@@ -53,23 +58,38 @@ func (r *ServiceTokenReconciler) deleteTokens(ctx context.Context, s *scope) err
 		return fmt.Errorf("cannot reach the account to delete the token: %w", err)
 	}
 	s.acct = acct
-	ids := []string{st.Status.TokenID, st.Status.PreviousTokenID}
-	if p := st.Status.PendingOperation; p != nil && p.Type != v1alpha1.OperationRotate {
-		view, err := r.Inventory.Refresh(ctx, acct.Client, acct.Shared, acct.Scope)
-		if err != nil {
-			return fmt.Errorf("listing tokens: %w", err)
-		}
-		for _, t := range view.ByName(p.TokenName) {
-			if !t.CreatedAt.Before(p.StartedAt.Add(-clockSkew)) {
-				ids = append(ids, t.ID)
-			}
+	// The credential the Secret holds is the proof for a token without the
+	// marker in its name; a Secret that is not ours proves nothing.
+	if err := r.observeSecret(ctx, s); err != nil {
+		if _, isCause := asCause(err); !isCause {
+			return err
 		}
 	}
-	for _, id := range ids {
-		if id == "" {
+	pending := st.Status.PendingOperation
+	if pending != nil && pending.Type != v1alpha1.OperationRotate {
+		// only a list made after the attempt can show what it created
+		s.view, err = r.Inventory.Refresh(ctx, acct.Client, acct.Shared, acct.Scope)
+	} else {
+		s.view, err = r.Inventory.Lookup(ctx, acct.Client, acct.Shared, acct.Scope, time.Time{})
+	}
+	if err != nil {
+		return fmt.Errorf("listing tokens: %w", err)
+	}
+	ids := []string{st.Status.TokenID, st.Status.PreviousTokenID}
+	if pending != nil && pending.Type != v1alpha1.OperationRotate {
+		for _, t := range s.lostIssuance(pending) {
+			ids = append(ids, t.ID)
+		}
+	}
+	for i, id := range ids {
+		if id == "" || slices.Contains(ids[:i], id) {
 			continue
 		}
-		if err := r.deleteToken(ctx, s, id); err != nil {
+		what := "token"
+		if id == st.Status.PreviousTokenID {
+			what = "replaced zone token"
+		}
+		if err := r.deleteIfOwned(ctx, s, id, what); err != nil {
 			return err
 		}
 	}

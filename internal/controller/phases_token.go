@@ -16,7 +16,7 @@ import (
 )
 
 func (r *ServiceTokenReconciler) loadSettings(_ context.Context, s *scope) error {
-	eff, err := s.st.Effective()
+	eff, err := s.st.EffectiveIn(r.Options.ClusterName)
 	if err != nil {
 		return terminal(v1alpha1.ReasonInvalidSpec, "%v", err)
 	}
@@ -84,27 +84,45 @@ func (r *ServiceTokenReconciler) adopt(s *scope, t cf.Token) {
 }
 
 // ensureToken creates the token when there is none, recreates one deleted
-// outside the operator, and corrects name, duration and enabled in place.
+// outside the operator, and corrects name, duration and enabled in place. It
+// is the gate for every later action on the token: a token this object
+// cannot prove it owns is left alone (owns).
 func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) error {
-	if s.token == nil {
-		if id := s.st.Status.TokenID; id != "" {
-			// A list is no proof that a token is gone (pages shift while
-			// others delete): only a 404 for the token itself is.
-			t, err := s.acct.Client.Get(ctx, s.acct.Scope, id)
-			switch {
-			case err == nil: // the list missed it
-				r.adopt(s, t)
-				r.Inventory.Put(s.acct.Shared, s.acct.Scope, t)
-				return r.ensureToken(ctx, s)
-			case !cf.IsNotFound(err):
-				return fmt.Errorf("confirming that token %s, missing from the list, is gone: %w", id, err)
-			}
+	if id := s.st.Status.TokenID; s.token == nil && id != "" {
+		// A list is no proof that a token is gone (pages shift while
+		// others delete): only a 404 for the token itself is.
+		t, err := s.acct.Client.Get(ctx, s.acct.Scope, id)
+		switch {
+		case err == nil: // the list missed it
+			r.adopt(s, t)
+			r.Inventory.Put(s.acct.Shared, s.acct.Scope, t)
+		case !cf.IsNotFound(err):
+			return fmt.Errorf("confirming that token %s, missing from the list, is gone: %w", id, err)
+		default:
 			r.event(s, corev1.EventTypeWarning, "TokenMissing", "Recreate",
 				"token %s no longer exists in Cloudflare (deleted outside the operator); creating a new one", id)
 		}
-		return r.createToken(ctx, s)
 	}
-	spec, changed := desiredUpdate(*s.token, s.eff)
+	if s.token != nil && !s.owns(*s.token) {
+		return s.notOwned(*s.token)
+	}
+	if s.token == nil {
+		if other, taken := s.nameTaken(); taken {
+			return s.nameConflict(other)
+		}
+		if err := r.createToken(ctx, s); err != nil {
+			return err
+		}
+	}
+	name := s.eff.TokenName
+	if s.token.Name != name {
+		if other, taken := s.nameTaken(); taken {
+			// The token keeps its name (and works); the conflict is
+			// reported once the other phases have run.
+			name, s.blocked = s.token.Name, s.nameConflict(other)
+		}
+	}
+	spec, changed := desiredUpdate(*s.token, s.eff, name)
 	if !changed {
 		return nil
 	}
@@ -118,15 +136,16 @@ func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) erro
 	return nil
 }
 
-// desiredUpdate returns the PUT body that corrects t, and whether one is
-// needed. Duration is sent only when it differs: a PUT with a duration
-// resets the expiry.
+// desiredUpdate returns the PUT body that gives t the name and the spec's
+// duration and enabled, and whether one is needed. Duration is sent only
+// when it differs: a PUT with a duration resets the expiry (a rename alone
+// leaves it be).
 //
 // A field Cloudflare did not report is not compared: correcting what we
 // cannot see would PUT on every reconcile.
-func desiredUpdate(t cf.Token, eff v1alpha1.Effective) (cf.TokenSpec, bool) {
-	spec := cf.TokenSpec{Name: eff.TokenName, Enabled: eff.Enabled}
-	changed := (t.Knows(cf.FieldName) && t.Name != eff.TokenName) || (t.Knows(cf.FieldEnabled) && t.Enabled != eff.Enabled)
+func desiredUpdate(t cf.Token, eff v1alpha1.Effective, name string) (cf.TokenSpec, bool) {
+	spec := cf.TokenSpec{Name: name, Enabled: eff.Enabled}
+	changed := (t.Knows(cf.FieldName) && t.Name != name) || (t.Knows(cf.FieldEnabled) && t.Enabled != eff.Enabled)
 	if t.Knows(cf.FieldDuration) && !v1alpha1.SameDuration(t.Duration, eff.Duration) {
 		spec.Duration, changed = eff.Duration, true
 	}
@@ -136,9 +155,12 @@ func desiredUpdate(t cf.Token, eff v1alpha1.Effective) (cf.TokenSpec, bool) {
 // createToken creates the token and stores its secret at once.
 func (r *ServiceTokenReconciler) createToken(ctx context.Context, s *scope) error {
 	old := s.st.Status.TokenID
-	spec := cf.TokenSpec{Name: s.eff.TokenName, Duration: s.eff.Duration, Enabled: s.eff.Enabled}
+	// Created under the marked name, so that a token whose response is lost
+	// is found as this object's by its name (settleCreate); ensureToken
+	// renames it to an explicit spec.tokenName once the secret is stored.
+	spec := cf.TokenSpec{Name: s.markedName(), Duration: s.eff.Duration, Enabled: s.eff.Enabled}
 	s.progress = v1alpha1.ReasonCreating
-	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationCreate, TokenName: s.eff.TokenName, TokenID: old}
+	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationCreate, TokenName: spec.Name, TokenID: old}
 	creds, err := r.issue(ctx, s, &op, 0, func(ctx context.Context, _ *v1alpha1.PendingOperation) (cf.Credentials, error) {
 		return s.acct.Client.Create(ctx, s.acct.Scope, spec)
 	})
@@ -388,9 +410,12 @@ func (r *ServiceTokenReconciler) replaceZoneToken(ctx context.Context, s *scope)
 			return err
 		}
 	}
+	if err := r.markReplaced(ctx, s); err != nil {
+		return err
+	}
 	old := st.Status.TokenID
-	spec := cf.TokenSpec{Name: s.eff.TokenName, Duration: s.eff.Duration, Enabled: s.eff.Enabled}
-	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationReplace, TokenName: s.eff.TokenName, TokenID: old, RotateRequest: s.answers}
+	spec := cf.TokenSpec{Name: s.markedName(), Duration: s.eff.Duration, Enabled: s.eff.Enabled} // as createToken
+	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationReplace, TokenName: spec.Name, TokenID: old, RotateRequest: s.answers}
 	s.progress = v1alpha1.ReasonRotating
 	creds, err := r.issue(ctx, s, &op, r.previousGrace(s), func(ctx context.Context, _ *v1alpha1.PendingOperation) (cf.Credentials, error) {
 		return s.acct.Client.Create(ctx, s.acct.Scope, spec)
@@ -408,6 +433,25 @@ func (r *ServiceTokenReconciler) replaceZoneToken(ctx context.Context, s *scope)
 	if prev == nil {
 		return r.deletePrevious(ctx, s)
 	}
+	return nil
+}
+
+// markReplaced gives a zone token about to be replaced its marked name
+// (one PUT of the name; the expiry stays) when it goes by an explicit
+// spec.tokenName: once the Secret holds the replacement, that marker is the
+// only proof left that the token is this object's, and deletePrevious needs
+// it when the grace period ends. It is given only while the Secret still
+// proves the token ours.
+func (r *ServiceTokenReconciler) markReplaced(ctx context.Context, s *scope) error {
+	t := s.token
+	if t == nil || !t.Knows(cf.FieldName) || s.marked(*t) || !s.holds(*t) {
+		return nil
+	}
+	marked, err := s.acct.Client.Update(ctx, s.acct.Scope, t.ID, cf.TokenSpec{Name: s.markedName(), Enabled: t.Enabled})
+	if err != nil {
+		return fmt.Errorf("marking zone token %s before its replacement: %w", t.ID, err)
+	}
+	r.stored(s, marked)
 	return nil
 }
 
@@ -541,10 +585,13 @@ func (r *ServiceTokenReconciler) cleanupPrevious(ctx context.Context, s *scope) 
 	return r.deletePrevious(ctx, s)
 }
 
-// deletePrevious deletes the replaced zone token now.
+// deletePrevious deletes the replaced zone token now, if this object can
+// prove it made it. A token under an explicit spec.tokenName whose
+// credential the Secret no longer holds cannot be proven: it is left, and
+// an event says so.
 func (r *ServiceTokenReconciler) deletePrevious(ctx context.Context, s *scope) error {
 	st := s.st
-	if err := r.deleteToken(ctx, s, st.Status.PreviousTokenID); err != nil {
+	if err := r.deleteIfOwned(ctx, s, st.Status.PreviousTokenID, "replaced zone token"); err != nil {
 		return err
 	}
 	st.Status.PreviousTokenID, st.Status.PreviousSecretExpiresAt = "", nil

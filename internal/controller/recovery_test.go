@@ -40,12 +40,12 @@ var _ = Describe("Crash safety", func() {
 		Expect(k8s.Create(ctx(), st)).To(Succeed())
 		Eventually(crashed, timeout).Should(BeClosed())
 		op.stop()
-		Expect(tokenIDs(ns+"/crash")).To(HaveLen(1), "the token was created before the crash")
+		Expect(tokenIDs(tokenName(st))).To(HaveLen(1), "the token was created before the crash")
 		Expect(get(st).Status.PendingOperation).NotTo(BeNil(), "the intent was recorded before the call")
 
 		op = startOperator(ns, Options{}) // the restarted operator
 		st = waitReady(st)
-		Expect(tokenIDs(ns+"/crash")).To(HaveLen(1), "no duplicate token")
+		Expect(tokenIDs(tokenName(st))).To(HaveLen(1), "no duplicate token")
 		Expect(credentialOf(st).works()).To(BeTrue())
 		Expect(op.events.reasons(st)).To(ContainElement("SecretLost"))
 	})
@@ -55,8 +55,8 @@ var _ = Describe("Crash safety", func() {
 		st := serviceToken(ns, "lost-create")
 		Expect(k8s.Create(ctx(), st)).To(Succeed())
 		st = waitReady(st)
-		Expect(tokenIDs(ns + "/lost-create")).To(HaveLen(1))
-		tokens := simTokens(ns + "/lost-create")
+		Expect(tokenIDs(tokenName(st))).To(HaveLen(1))
+		tokens := simTokens(tokenName(st))
 		Expect(st.Status.TokenID).To(Equal(tokens[0].ID))
 		Expect(credentialOf(st).works()).To(BeTrue())
 		// The secret whose create response was lost keeps the grace period too:
@@ -77,7 +77,7 @@ var _ = Describe("Crash safety", func() {
 		cur := credentialOf(st)
 		Expect(cur.secret).NotTo(Equal(old.secret))
 		Expect(cur.works()).To(BeTrue())
-		Expect(tokenIDs(ns + "/lost-rotate")).To(HaveLen(1))
+		Expect(tokenIDs(tokenName(st))).To(HaveLen(1))
 	})
 
 	It("converges through a storm of 429s and 5xx without duplicates", func() {
@@ -93,7 +93,7 @@ var _ = Describe("Crash safety", func() {
 		simulator.SetFaults(sim.Faults{})
 		for _, st := range sts {
 			st = waitFor(st, "Ready after the storm", isReady)
-			Expect(tokenIDs(st.Namespace + "/" + st.Name)).To(HaveLen(1))
+			Expect(tokenIDs(tokenName(st))).To(HaveLen(1))
 			Expect(credentialOf(st).works()).To(BeTrue())
 		}
 		expectNoSecretLeaks(op, sts...)
@@ -162,7 +162,7 @@ var _ = Describe("Accounts", func() {
 		Expect(k8s.Create(ctx(), st)).To(Succeed())
 		st = waitFor(st, "AccountNotAllowed", hasReason(v1alpha1.ConditionReady, v1alpha1.ReasonAccountNotAllowed))
 		Expect(condition(st, v1alpha1.ConditionStalled).Status).To(Equal(metav1.ConditionTrue))
-		Expect(tokenIDs(ns + "/excluded")).To(BeEmpty())
+		Expect(tokenIDs(tokenName(st))).To(BeEmpty())
 
 		// Widening the selector (an account change) lets the token through.
 		Eventually(func() error {
@@ -230,7 +230,7 @@ var _ = Describe("A zone-scoped ServiceToken", func() {
 		Expect(exists).To(BeFalse())
 		Expect(first.works()).To(BeFalse())
 		Expect(second.works()).To(BeTrue())
-		Expect(tokenIDs(ns + "/zone")).To(HaveLen(1))
+		Expect(tokenIDs(tokenName(st))).To(HaveLen(1))
 	})
 })
 

@@ -49,9 +49,13 @@ type scope struct {
 	// know (lost create response); recovery rotates (with the grace period:
 	// a Secret deleted since may have held it).
 	secretUnknown bool
-	deleteLimit   int32  // failed deletions before the status tells how to release
-	progress      string // reason of the work this reconcile did, for Reconciling
-	note          string // what that work is waiting for, when it waits
+	// blocked is a problem a person must fix that leaves the token working
+	// (a rename refused for a name conflict): the remaining phases still
+	// run, and it is the reconcile's outcome.
+	blocked     error
+	deleteLimit int32  // failed deletions before the status tells how to release
+	progress    string // reason of the work this reconcile did, for Reconciling
+	note        string // what that work is waiting for, when it waits
 }
 
 func newScope(st *v1alpha1.ServiceToken, now time.Time) *scope {

@@ -41,6 +41,10 @@ type Options struct {
 	DeleteAttempts int32
 	// MaxConcurrentReconciles. Default 4.
 	MaxConcurrentReconciles int
+	// ClusterName (--cluster-name, a DNS label, default empty) goes into the
+	// default token name, "<namespace>/<name>@<cluster>#<uid>", so a person
+	// reading the account can tell which cluster a token belongs to.
+	ClusterName string
 }
 
 func (o Options) withDefaults() Options {
@@ -138,7 +142,7 @@ func (r *ServiceTokenReconciler) reconcileNormal(ctx context.Context, s *scope) 
 			return err
 		}
 	}
-	return nil
+	return s.blocked
 }
 
 // backingOff honours the failure backoff persisted in status the first time

@@ -58,12 +58,13 @@ var _ = Describe("A ServiceToken", func() {
 		Expect(k8s.Create(ctx(), st)).To(Succeed())
 		st = waitReady(st)
 
-		Expect(tokenIDs(ns + "/api")).To(HaveLen(1))
-		tokens := simTokens(ns + "/api")
+		Expect(tokenIDs(tokenName(st))).To(HaveLen(1))
+		tokens := simTokens(tokenName(st))
 		Expect(tokens[0].Duration).To(Equal("720h"))
 		Expect(st.Status.TokenID).To(Equal(tokens[0].ID))
 		Expect(st.Status.ClientID).To(Equal(tokens[0].ClientID))
-		Expect(st.Status.TokenName).To(Equal(ns + "/api"))
+		Expect(st.Status.TokenName).To(Equal(tokenName(st)))
+		Expect(st.Status.TokenName).To(HaveSuffix("#"+string(st.UID)), "the default name carries the object's UID")
 		Expect(st.Status.SecretName).To(Equal("api-creds"))
 		Expect(st.Status.ExpiresAt.Time).To(BeTemporally("==", tokens[0].ExpiresAt))
 		Expect(st.Status.RenewalTime.Time).To(BeTemporally("==", tokens[0].ExpiresAt.Add(-240*time.Hour).Truncate(time.Second)),
@@ -238,7 +239,7 @@ var _ = Describe("A ServiceToken", func() {
 		Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(foreign), after)).To(Succeed())
 		Expect(after.Data).To(Equal(map[string][]byte{"password": []byte("keep-me")}))
 		Expect(after.OwnerReferences).To(BeEmpty())
-		Expect(tokenIDs(ns+"/conflict")).To(BeEmpty(), "no token is created that could not be stored")
+		Expect(tokenIDs(tokenName(st))).To(BeEmpty(), "no token is created that could not be stored")
 	})
 
 	It("restores a deleted Secret by rotating, since the old secret can't be read back", func() {
@@ -254,7 +255,7 @@ var _ = Describe("A ServiceToken", func() {
 		})
 		Expect(credentialOf(st).works()).To(BeTrue())
 		Expect(old.works()).To(BeTrue(), "workloads still holding the old secret keep working for the grace period")
-		Expect(tokenIDs(ns + "/lost-secret")).To(HaveLen(1))
+		Expect(tokenIDs(tokenName(st))).To(HaveLen(1))
 		Expect(op.events.reasons(st)).To(ContainElement("SecretLost"))
 	})
 
@@ -281,7 +282,7 @@ var _ = Describe("A ServiceToken", func() {
 		Expect(simulator.DeleteTokenOutOfBand(oldID)).To(BeTrue())
 		st = waitFor(st, "recreated", func(st *v1alpha1.ServiceToken) bool { return isReady(st) && st.Status.TokenID != oldID })
 		Expect(credentialOf(st).works()).To(BeTrue())
-		Expect(tokenIDs(ns + "/deleted-upstream")).To(HaveLen(1))
+		Expect(tokenIDs(tokenName(st))).To(HaveLen(1))
 		Expect(op.events.reasons(st)).To(ContainElements("TokenMissing", "Recreated"))
 	})
 
@@ -293,7 +294,7 @@ var _ = Describe("A ServiceToken", func() {
 		st = waitReady(st)
 		cred := credentialOf(st)
 		Expect(simulator.UpdateTokenOutOfBand(st.Status.TokenID, func(t *sim.TokenState) { t.Name = "someone-else" })).To(BeTrue())
-		Eventually(func() string { t, _ := simToken(st.Status.TokenID); return t.Name }, timeout, interval).Should(Equal(ns + "/renamed-upstream"))
+		Eventually(func() string { t, _ := simToken(st.Status.TokenID); return t.Name }, timeout, interval).Should(Equal(tokenName(st)))
 		Expect(cred.works()).To(BeTrue())
 	})
 

@@ -2,8 +2,10 @@ package controller
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -46,6 +48,11 @@ type SetupOptions struct {
 // call it, so tests run the renewal planner, budget admission and the rest
 // of the production wiring.
 func Setup(mgr ctrl.Manager, o SetupOptions) error {
+	if n := o.ServiceToken.ClusterName; n != "" {
+		if errs := validation.IsDNS1123Label(n); len(errs) > 0 {
+			return fmt.Errorf("invalid cluster name %q: %s", n, strings.Join(errs, "; "))
+		}
+	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}

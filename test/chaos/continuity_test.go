@@ -255,3 +255,21 @@ func TestASecretLostBeforeTheSeenSuccessorStillExplainsTheRecovery(t *testing.T)
 		t.Fatalf("a Secret lost before the pair was held excused its displacement")
 	}
 }
+
+func TestAnOrphanedServiceTokensTokensAreKnownByTheirMarker(t *testing.T) {
+	o := orphanSet{ids: map[string]bool{"id-1": true}, names: map[string]bool{"custom": true}, markers: map[string]bool{"#uid-1": true}}
+	for _, c := range []struct {
+		id, name string
+		want     bool
+	}{
+		{"id-1", "anything", true},
+		{"id-2", "custom", true},
+		{"id-3", "custom#uid-1", true}, // an interrupted create under the marked name
+		{"id-4", "chaos-a/x#uid-2", false},
+		{"id-5", "no marker", false},
+	} {
+		if got := o.has(c.id, c.name); got != c.want {
+			t.Errorf("has(%q, %q) = %v, want %v", c.id, c.name, got, c.want)
+		}
+	}
+}

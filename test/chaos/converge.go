@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -279,7 +280,10 @@ func (r *run) evaluate(chk *check, list *v1alpha1.ServiceTokenList, secrets map[
 			}
 		}
 		for _, tk := range tokens {
-			if names[tk.Name] && tk.ID != st.Status.TokenID && tk.ID != st.Status.PreviousTokenID {
+			// Its tokens carry its names, or the "#<uid>" marker a token is
+			// created with (an interrupted create of an explicit name).
+			mine := names[tk.Name] || strings.HasSuffix(tk.Name, v1alpha1.OwnerMarker(st.UID))
+			if mine && tk.ID != st.Status.TokenID && tk.ID != st.Status.PreviousTokenID {
 				accounted[tk.ID] = true
 				chk.add("duplicate token", "%s: token %s carries its name but is not its token", key, tk.ID)
 			}
@@ -304,7 +308,7 @@ func (r *run) evaluate(chk *check, list *v1alpha1.ServiceTokenList, secrets map[
 		if accounted[tk.ID] {
 			continue
 		}
-		if r.orphans.ids[tk.ID] || r.orphans.names[tk.Name] {
+		if r.orphans.has(tk.ID, tk.Name) {
 			chk.orphaned++
 			continue
 		}

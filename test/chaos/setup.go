@@ -45,6 +45,20 @@ func (t *tracked) key() string { return t.ns + "/" + t.name }
 type orphanSet struct {
 	ids   map[string]bool
 	names map[string]bool
+	// markers: the "#<uid>" name suffixes of those ServiceTokens, which every
+	// token they created carries until it is renamed to a spec.tokenName.
+	markers map[string]bool
+}
+
+// has reports whether a token was left behind by an orphaned ServiceToken.
+func (o orphanSet) has(id, name string) bool {
+	if o.ids[id] || o.names[name] {
+		return true
+	}
+	if i := strings.LastIndex(name, "#"); i >= 0 {
+		return o.markers[name[i:]]
+	}
+	return false
 }
 
 func (r *run) randomHex(n int) string {
@@ -81,7 +95,7 @@ func (r *run) setup(ctx context.Context) error {
 		"--latency-spike="+r.cfg.LatencySpike.String()); err != nil {
 		return err
 	}
-	r.orphans = orphanSet{ids: map[string]bool{}, names: map[string]bool{}}
+	r.orphans = orphanSet{ids: map[string]bool{}, names: map[string]bool{}, markers: map[string]bool{}}
 	c := r.cp.Client
 	for _, ns := range append(append([]string{}, namespaces...), systemNS) {
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{"chaos": "yes"}}}); err != nil {

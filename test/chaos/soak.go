@@ -358,6 +358,7 @@ func (r *run) do(ctx context.Context, op string, t *tracked) error {
 			for _, name := range t.names {
 				r.orphans.names[name] = true
 			}
+			r.orphans.markers[v1alpha1.OwnerMarker(st.UID)] = true
 			for _, id := range []string{st.Status.TokenID, st.Status.PreviousTokenID} {
 				if id != "" {
 					r.orphans.ids[id] = true
