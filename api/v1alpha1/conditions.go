@@ -89,3 +89,8 @@ const Finalizer = "access.servicetoken.dev/finalizer"
 // tokens can still be deleted in Cloudflare when a namespace is deleted with
 // everything in it.
 const AccountFinalizer = "access.servicetoken.dev/in-use"
+
+// CredentialsFinalizer keeps an account's credentials Secret while
+// ServiceTokens of the account hold Cloudflare tokens, which their deletion
+// deletes with these credentials (status.protectedSecret of the account).
+const CredentialsFinalizer = "access.servicetoken.dev/credentials-in-use"

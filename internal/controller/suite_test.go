@@ -233,6 +233,9 @@ type apiCalls struct {
 	// loseStatus, when it returns true for a status about to be written,
 	// drops that write (as if the process died just before it).
 	loseStatus func(*v1alpha1.ServiceToken) bool
+	// beforePatch runs before a patch of a ServiceToken's metadata or spec
+	// (a finalizer write), as another party's write landing just then.
+	beforePatch func(*v1alpha1.ServiceToken)
 }
 
 func (a *apiCalls) count(m map[client.ObjectKey]int, key client.ObjectKey) {
@@ -262,6 +265,17 @@ func (a *apiCalls) intercept(c client.WithWatch) client.WithWatch {
 				a.count(a.gets, key)
 			}
 			return c.Get(ctx, key, obj, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			if st, ok := obj.(*v1alpha1.ServiceToken); ok {
+				a.mu.Lock()
+				hook := a.beforePatch
+				a.mu.Unlock()
+				if hook != nil {
+					hook(st)
+				}
+			}
+			return c.Patch(ctx, obj, patch, opts...)
 		},
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
 			if st, ok := obj.(*v1alpha1.ServiceToken); ok && sub == "status" {
@@ -325,6 +339,18 @@ func startOperator(ns string, opts Options) *operator {
 		}
 	}()
 	return op
+}
+
+// withOperator gives every spec of the container a namespace of its own
+// (*ns) with the CloudflareAccount "cf" and an operator watching it (*op),
+// stopped after the spec: the one *op names then, as a spec may restart it.
+func withOperator(ns *string, op **operator, opts Options) {
+	BeforeEach(func() {
+		*ns = newNamespace(nil)
+		Expect(k8s.Create(ctx(), cfAccount(*ns, "cf"))).To(Succeed())
+		*op = startOperator(*ns, opts)
+		DeferCleanup(func() { (*op).stop() })
+	})
 }
 
 func (o *operator) stop() {
