@@ -49,6 +49,10 @@ const (
 	// ReasonCredentialsReadOnly: the API token may read service tokens but
 	// not write them, found by a write probe before any real write.
 	ReasonCredentialsReadOnly = "CredentialsReadOnly"
+	// ReasonTokenIDChanged: not a condition reason but a Warning event's: the
+	// ServiceToken's token has a new ID (a recreate, a zone token's
+	// replacement), which Access policies naming the old one do not admit.
+	ReasonTokenIDChanged = "TokenIDChanged"
 )
 
 // Annotations that request a one-off action on a ServiceToken. Any new value

@@ -90,6 +90,9 @@ func (r *AccountReconciler) check(ctx context.Context, acc *account) (*metav1.Co
 	if err != nil {
 		return notReady(v1alpha1.ReasonCredentialsInvalid, err.Error()), recheck, nil
 	}
+	// Wrapped like every client handed to a controller: the list made here
+	// is the inventory's snapshot, and the drift check lists with its client.
+	c, _ = r.Accounts.wrap(c, true)
 	shared := r.Accounts.sharedKey(acc.Key)
 	fp := fingerprint(cfg)
 	if old := r.fingerprint(acc.Key); old != "" && old != fp && oldShared != shared {

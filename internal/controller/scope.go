@@ -24,6 +24,9 @@ type scope struct {
 	st   *v1alpha1.ServiceToken
 	base *v1alpha1.ServiceToken // what the API server has, for the status patch
 	now  time.Time
+	// startTokenID is status.tokenID as read: a different one in the status
+	// this reconcile writes is a new token ID (announceTokenIDChange).
+	startTokenID string
 
 	eff    v1alpha1.Effective
 	acct   *resolved
@@ -56,7 +59,7 @@ type scope struct {
 }
 
 func newScope(st *v1alpha1.ServiceToken, now time.Time) *scope {
-	return &scope{st: st, base: st.DeepCopy(), now: now.Truncate(time.Second)}
+	return &scope{st: st, base: st.DeepCopy(), now: now.Truncate(time.Second), startTokenID: st.Status.TokenID}
 }
 
 func (s *scope) ref() string { return s.st.Namespace + "/" + s.st.Name }
@@ -172,6 +175,7 @@ func (r *ServiceTokenReconciler) finish(ctx context.Context, s *scope, err error
 		}
 		return ctrl.Result{}, perr
 	}
+	r.announceTokenIDChange(s)
 	// A problem a person must fix is also an event, once per new reason, so
 	// `kubectl get events` shows it without polling the status.
 	if blocked(out) && (before == nil || before.Reason != out.reason) {

@@ -81,6 +81,7 @@ type Counters interface {
 	RecordRotation(namespace, name string)
 	RecordRefresh(namespace, name string)
 	RecordLostRotation(namespace, name string)
+	RecordTokenIDChange(namespace, name string)
 }
 
 // Reconcile: guard clauses, then the named phases of reconcileNormal or

@@ -98,6 +98,8 @@ type hooks struct {
 	refreshFailures int
 	// hideFromLists leaves the token with this ID out of every list.
 	hideFromLists string
+	// getErr, while set, is every GET's answer (the GET is not sent).
+	getErr error
 	// lean strips every optional field (duration, enabled, expires_at,
 	// created_at, updated_at) from every answer, as the client reports an
 	// answer that left them out.
@@ -197,6 +199,12 @@ func (c hookedClient) Update(ctx context.Context, s cf.Scope, id string, spec cf
 }
 
 func (c hookedClient) Get(ctx context.Context, s cf.Scope, id string) (cf.Token, error) {
+	c.h.mu.Lock()
+	injected := c.h.getErr
+	c.h.mu.Unlock()
+	if injected != nil {
+		return cf.Token{}, injected
+	}
 	t, err := c.Client.Get(ctx, s, id)
 	return c.lean(t), err
 }
@@ -364,6 +372,7 @@ func ptr[T any](v T) *T { return &v }
 type testCounters struct {
 	mu                                sync.Mutex
 	rotations, refreshes, lostRotates int
+	idChanges                         int
 }
 
 func (c *testCounters) RecordRotation(string, string) { c.mu.Lock(); c.rotations++; c.mu.Unlock() }
@@ -372,6 +381,18 @@ func (c *testCounters) RecordLostRotation(string, string) {
 	c.mu.Lock()
 	c.lostRotates++
 	c.mu.Unlock()
+}
+
+func (c *testCounters) RecordTokenIDChange(string, string) {
+	c.mu.Lock()
+	c.idChanges++
+	c.mu.Unlock()
+}
+
+func (c *testCounters) tokenIDChanges() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.idChanges
 }
 
 func (c *testCounters) lostRotations() int {
