@@ -166,6 +166,17 @@ type AccountStatus struct {
 	// after a restart of the operator.
 	// +optional
 	WriteAccessVerified string `json:"writeAccessVerified,omitempty"`
+
+	// protectedSecret names the credentials Secret ("<namespace>/<name>")
+	// that carries the finalizer access.servicetoken.dev/credentials-in-use on
+	// this account's behalf: ServiceTokens of this account hold Cloudflare
+	// tokens, and deleting them needs these credentials, also when the
+	// Secret is deleted first (a namespace deletion) or the operator
+	// restarts meanwhile. The finalizer is removed once no ServiceToken of an
+	// account reading that Secret holds a token (or when spec.credentialsRef
+	// moves to another Secret). Empty: this account protects no Secret.
+	// +optional
+	ProtectedSecret string `json:"protectedSecret,omitempty"`
 }
 
 // CloudflareAccount holds the Cloudflare account and credentials that

@@ -58,6 +58,10 @@ const (
 	// Secret does not hold its credential); it is not rotated, renewed,
 	// updated or deleted.
 	ReasonTokenNotOwned = "TokenNotOwned"
+	// ReasonTokenIDChanged: not a condition reason but a Warning event's: the
+	// ServiceToken's token has a new ID (a recreate, a zone token's
+	// replacement), which Access policies naming the old one do not admit.
+	ReasonTokenIDChanged = "TokenIDChanged"
 )
 
 // Annotations that request a one-off action on a ServiceToken. Any new value
@@ -98,3 +102,8 @@ const Finalizer = "access.servicetoken.dev/finalizer"
 // tokens can still be deleted in Cloudflare when a namespace is deleted with
 // everything in it.
 const AccountFinalizer = "access.servicetoken.dev/in-use"
+
+// CredentialsFinalizer keeps an account's credentials Secret while
+// ServiceTokens of the account hold Cloudflare tokens, which their deletion
+// deletes with these credentials (status.protectedSecret of the account).
+const CredentialsFinalizer = "access.servicetoken.dev/credentials-in-use"

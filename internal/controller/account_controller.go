@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
@@ -58,6 +59,12 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if done, result, err := r.guardDeletion(ctx, acc); done {
 		return result, err
 	}
+	if err := r.guardCredentials(ctx, acc); err != nil {
+		// Not a reason to hold back the account's verdict: the next
+		// credentials recheck tries again (RBAC without patch on this
+		// Secret never succeeds; docs/security.md).
+		ctrl.LoggerFrom(ctx).Info("cannot keep the credentials Secret for the deletion of tokens", "error", err.Error())
+	}
 	ready, result, err := r.check(ctx, acc)
 	if ready == nil { // a transient failure: keep the last verdict, retry
 		return result, err
@@ -83,6 +90,9 @@ func (r *AccountReconciler) check(ctx context.Context, acc *account) (*metav1.Co
 	if err != nil {
 		return notReady(v1alpha1.ReasonCredentialsInvalid, err.Error()), recheck, nil
 	}
+	// Wrapped like every client handed to a controller: the list made here
+	// is the inventory's snapshot, and the drift check lists with its client.
+	c, _ = r.Accounts.wrap(c, true)
 	shared := r.Accounts.sharedKey(acc.Key)
 	fp := fingerprint(cfg)
 	if old := r.fingerprint(acc.Key); old != "" && old != fp && oldShared != shared {
@@ -153,9 +163,7 @@ func (r *AccountReconciler) guardDeletion(ctx context.Context, acc *account) (do
 		if controllerutil.ContainsFinalizer(obj, v1alpha1.AccountFinalizer) {
 			return false, ctrl.Result{}, nil
 		}
-		base := obj.DeepCopyObject().(client.Object)
-		controllerutil.AddFinalizer(obj, v1alpha1.AccountFinalizer)
-		return false, ctrl.Result{}, r.Patch(ctx, obj, client.MergeFrom(base))
+		return false, ctrl.Result{}, patchFinalizers(ctx, r.Client, obj, func() { controllerutil.AddFinalizer(obj, v1alpha1.AccountFinalizer) })
 	}
 	users := &v1alpha1.ServiceTokenList{}
 	if err := r.List(ctx, users, client.MatchingFields{accountIndex: acc.Key}, client.Limit(1)); err != nil {
@@ -164,9 +172,11 @@ func (r *AccountReconciler) guardDeletion(ctx context.Context, acc *account) (do
 	if len(users.Items) > 0 {
 		return true, ctrl.Result{RequeueAfter: 2 * time.Second}, nil // still in use
 	}
-	base := obj.DeepCopyObject().(client.Object)
-	controllerutil.RemoveFinalizer(obj, v1alpha1.AccountFinalizer)
-	return true, ctrl.Result{}, client.IgnoreNotFound(r.Patch(ctx, obj, client.MergeFrom(base)))
+	if err := r.guardCredentials(ctx, acc); err != nil && !apierrors.IsForbidden(err) {
+		return true, ctrl.Result{}, err // the Secret keeps the finalizer while the status names it
+	}
+	return true, ctrl.Result{}, client.IgnoreNotFound(
+		patchFinalizers(ctx, r.Client, obj, func() { controllerutil.RemoveFinalizer(obj, v1alpha1.AccountFinalizer) }))
 }
 
 func notReady(reason, msg string) *metav1.Condition {
@@ -239,5 +249,6 @@ func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(r.Kind).
 		For(obj, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, deletionStarted))).
+		Watches(&v1alpha1.ServiceToken{}, handler.EnqueueRequestsFromMapFunc(r.accountOfToken), builder.WithPredicates(credentialsUseChanged)).
 		Complete(r)
 }

@@ -60,6 +60,8 @@ type Accounts struct {
 
 	mu     sync.Mutex
 	reread map[string]bool // account key -> its client was rejected: read the credentials again
+
+	guard sync.Mutex // serializes guardCredentials: accounts of both kinds may share a Secret
 }
 
 // RereadCredentials makes the next ServiceToken of the account read its

@@ -51,6 +51,17 @@ func (l *eventLog) reasons(st *v1alpha1.ServiceToken) []string {
 	return out
 }
 
+// notes lists the notes of the object's events with that type and reason.
+func (l *eventLog) notes(st *v1alpha1.ServiceToken, eventType, reason string) []string {
+	var out []string
+	for _, e := range l.all() {
+		if e.Object == st.Namespace+"/"+st.Name && e.Type == eventType && e.Reason == reason {
+			out = append(out, e.Note)
+		}
+	}
+	return out
+}
+
 func (l *eventLog) all() []recordedEvent {
 	l.mu.Lock()
 	defer l.mu.Unlock()

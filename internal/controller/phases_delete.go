@@ -7,17 +7,18 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
 )
 
 // reconcileDelete removes the Cloudflare token (deletionPolicy Delete) and
-// then the finalizer. The Secret is owned by the ServiceToken and goes with
-// it. When the account or its credentials are gone the deletion cannot
-// succeed; after Options.DeleteAttempts failures the status and an event say
+// then the finalizer; an object that never got a token is released at once.
+// The Secret is owned by the ServiceToken and goes with it. When the
+// account is gone the deletion cannot succeed (its credentials Secret is
+// kept for it: guardCredentials); after Options.DeleteAttempts failures the status and an event say
 // how to release the object with the force-delete annotation.
 func (r *ServiceTokenReconciler) reconcileDelete(ctx context.Context, s *scope) error {
 	st := s.st
@@ -27,6 +28,9 @@ func (r *ServiceTokenReconciler) reconcileDelete(ctx context.Context, s *scope) 
 	if st.Annotations[v1alpha1.AnnotationForceDelete] == "true" {
 		r.event(s, corev1.EventTypeWarning, "ForceDeleted", "Delete",
 			"released by the %s annotation; token %s was NOT deleted in Cloudflare", v1alpha1.AnnotationForceDelete, st.Status.TokenID)
+		return r.release(ctx, s)
+	}
+	if !holdsToken(st) { // nothing to delete: no account, no credentials, no Cloudflare needed
 		return r.release(ctx, s)
 	}
 	eff, err := st.EffectiveIn(r.Options.ClusterName)
@@ -44,6 +48,16 @@ func (r *ServiceTokenReconciler) reconcileDelete(ctx context.Context, s *scope) 
 		return err
 	}
 	return r.release(ctx, s)
+}
+
+// holdsToken reports whether the object may account for a token in
+// Cloudflare: a token ID (the current one or a replaced zone token) or an
+// issuance in flight. Every call that can create a token is preceded by a
+// status write of status.pendingOperation (issue), so an object with none of
+// these never made one: a typo in spec.accountRef, an account that never
+// existed or never became Ready.
+func holdsToken(st *v1alpha1.ServiceToken) bool {
+	return st.Status.TokenID != "" || st.Status.PreviousTokenID != "" || st.Status.PendingOperation != nil
 }
 
 // deleteTokens deletes every token the object accounts for and provably
@@ -106,10 +120,12 @@ func accountKindOf(st *v1alpha1.ServiceToken) string {
 // release removes the finalizer; the API server then deletes the object.
 func (r *ServiceTokenReconciler) release(ctx context.Context, s *scope) error {
 	r.Renewals.Remove(types.NamespacedName{Namespace: s.st.Namespace, Name: s.st.Name})
-	base := s.st.DeepCopy()
-	controllerutil.RemoveFinalizer(s.st, v1alpha1.Finalizer)
-	if err := r.Patch(ctx, s.st, client.MergeFrom(base)); err != nil {
-		return client.IgnoreNotFound(err)
+	err := patchFinalizers(ctx, r.Client, s.st, func() { controllerutil.RemoveFinalizer(s.st, v1alpha1.Finalizer) })
+	switch {
+	case apierrors.IsNotFound(err): // gone already
+		controllerutil.RemoveFinalizer(s.st, v1alpha1.Finalizer)
+	case err != nil: // the finalizer stays: finish retries
+		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil
 }

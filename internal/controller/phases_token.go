@@ -170,11 +170,9 @@ func (r *ServiceTokenReconciler) createToken(ctx context.Context, s *scope) erro
 	s.st.Status.LastRotationTime = &metav1.Time{Time: s.now} // a secret was issued
 	r.adopt(s, creds.Token)
 	r.Inventory.Put(s.acct.Shared, s.acct.Scope, creds.Token)
-	reason, verb := "Created", "created"
-	if old != "" {
-		reason, verb = "Recreated", "recreated"
+	if old == "" { // a recreate is announced as a new token ID, once its status is written
+		r.event(s, corev1.EventTypeNormal, "Created", "Create", "created token %s; credential stored in Secret %s", creds.ID, s.eff.SecretName)
 	}
-	r.event(s, corev1.EventTypeNormal, reason, "Create", "%s token %s; credential stored in Secret %s", verb, creds.ID, s.eff.SecretName)
 	return nil
 }
 
@@ -453,6 +451,33 @@ func (r *ServiceTokenReconciler) markReplaced(ctx context.Context, s *scope) err
 	}
 	r.stored(s, marked)
 	return nil
+}
+
+// announceTokenIDChange tells the user that the ServiceToken's token now has
+// a new ID: Access policies that name the old token no longer admit the
+// new one. Only two things give a ServiceToken a new ID: a recreate, when
+// Cloudflare answered 404 for the old token, and a zone token's replacement
+// (Cloudflare has no rotate for zone tokens). It runs once the status with
+// the new ID is written, so a change settled after a crash is announced
+// too, and one whose status write failed is announced when it is retried.
+func (r *ServiceTokenReconciler) announceTokenIDChange(s *scope) {
+	st := s.st
+	old, cur := s.startTokenID, st.Status.TokenID
+	if old == "" || cur == "" || old == cur {
+		return
+	}
+	s.startTokenID = cur
+	why := "the old token no longer exists in Cloudflare (deleted outside the operator), so a new one was created"
+	if st.Status.PreviousTokenID == old {
+		why = fmt.Sprintf("the zone token was replaced to rotate its secret; the old token works until %s and is then deleted",
+			formatTime(timeOf(st.Status.PreviousSecretExpiresAt)))
+	}
+	if r.Metrics != nil {
+		r.Metrics.RecordTokenIDChange(st.Namespace, st.Name)
+	}
+	r.event(s, corev1.EventTypeWarning, v1alpha1.ReasonTokenIDChanged, "Replace",
+		"token ID changed from %s to %s: %s. Access policies that name the old token must name the new one (see docs/access-policies.md)",
+		old, cur, why)
 }
 
 // previousGrace is how long the previous secret keeps working after a

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
 	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
@@ -23,6 +24,9 @@ type scope struct {
 	st   *v1alpha1.ServiceToken
 	base *v1alpha1.ServiceToken // what the API server has, for the status patch
 	now  time.Time
+	// startTokenID is status.tokenID as read: a different one in the status
+	// this reconcile writes is a new token ID (announceTokenIDChange).
+	startTokenID string
 
 	eff    v1alpha1.Effective
 	acct   *resolved
@@ -59,7 +63,7 @@ type scope struct {
 }
 
 func newScope(st *v1alpha1.ServiceToken, now time.Time) *scope {
-	return &scope{st: st, base: st.DeepCopy(), now: now.Truncate(time.Second)}
+	return &scope{st: st, base: st.DeepCopy(), now: now.Truncate(time.Second), startTokenID: st.Status.TokenID}
 }
 
 func (s *scope) ref() string { return s.st.Namespace + "/" + s.st.Name }
@@ -160,7 +164,7 @@ func (r *ServiceTokenReconciler) finish(ctx context.Context, s *scope, err error
 		r.Accounts.RereadCredentials(s.acct.Account.Key) // they may have been fixed since
 	}
 	out := classify(err, r.Options, st.Status.FailedAttempts)
-	if !st.DeletionTimestamp.IsZero() && out.kind != outcomeOK {
+	if !st.DeletionTimestamp.IsZero() && out.kind != outcomeOK && !isConflict(err) {
 		// Nothing but a retry helps a deletion; counting the failures is what
 		// lets the status tell the user how to release the object.
 		out.kind, out.after = outcomeRetry, backoff(st.Status.FailedAttempts+1, r.Options)
@@ -182,6 +186,7 @@ func (r *ServiceTokenReconciler) finish(ctx context.Context, s *scope, err error
 		}
 		return ctrl.Result{}, perr
 	}
+	r.announceTokenIDChange(s)
 	// A problem a person must fix is also an event, once per new reason, so
 	// `kubectl get events` shows it without polling the status.
 	if blocked(out) && (before == nil || before.Reason != out.reason) {
@@ -249,9 +254,11 @@ func (r *ServiceTokenReconciler) nextAction(s *scope) ctrl.Result {
 	return ctrl.Result{RequeueAfter: after + time.Second, Priority: new(priorityScheduled)}
 }
 
-// released reports whether the finalizer is gone (nothing left to record).
+// released reports whether our finalizer is gone from an object being
+// deleted: nothing left to record (another party's finalizer may keep the
+// object a while longer; it is no longer ours to report on).
 func (s *scope) released() bool {
-	return !s.st.DeletionTimestamp.IsZero() && len(s.st.Finalizers) == 0
+	return !s.st.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(s.st, v1alpha1.Finalizer)
 }
 
 // patchStatus writes the status once, as a merge patch against what we read.

@@ -89,6 +89,7 @@ type Counters interface {
 	RecordRotation(namespace, name string)
 	RecordRefresh(namespace, name string)
 	RecordLostRotation(namespace, name string)
+	RecordTokenIDChange(namespace, name string)
 }
 
 // Reconcile: guard clauses, then the named phases of reconcileNormal or
@@ -113,9 +114,10 @@ func (r *ServiceTokenReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return r.finish(ctx, s, r.reconcileDelete(ctx, s))
 	}
 	if !controllerutil.ContainsFinalizer(st, v1alpha1.Finalizer) {
-		base := st.DeepCopy()
-		controllerutil.AddFinalizer(st, v1alpha1.Finalizer)
-		if err := r.Patch(ctx, st, client.MergeFrom(base)); err != nil {
+		if err := patchFinalizers(ctx, r.Client, st, func() { controllerutil.AddFinalizer(st, v1alpha1.Finalizer) }); err != nil {
+			if isConflict(err) { // another party changed the object: read it again
+				return ctrl.Result{RequeueAfter: time.Second}, nil
+			}
 			return ctrl.Result{}, fmt.Errorf("adding finalizer: %w", err)
 		}
 		s.base.ObjectMeta = *st.ObjectMeta.DeepCopy()
@@ -288,3 +290,19 @@ func (r *ServiceTokenReconciler) driftCheck(ctx context.Context) []types.Namespa
 
 // isConflict reports an optimistic-concurrency conflict (retry at once).
 func isConflict(err error) bool { return apierrors.IsConflict(err) }
+
+// patchFinalizers applies change (adding or removing one of our finalizers)
+// to obj with an optimistic lock. A merge patch replaces the whole
+// finalizer list: computed from a stale read, it would drop a finalizer
+// another party added meanwhile. With the lock a stale read is a conflict
+// instead. On failure obj is left as it was read.
+func patchFinalizers(ctx context.Context, c client.Writer, obj client.Object, change func()) error {
+	before := obj.GetFinalizers()
+	base := obj.DeepCopyObject().(client.Object)
+	change()
+	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+		obj.SetFinalizers(before)
+		return err
+	}
+	return nil
+}

@@ -272,7 +272,7 @@ var _ = Describe("A ServiceToken", func() {
 		Expect(credentialOf(st).works()).To(BeTrue())
 	})
 
-	It("recreates a token deleted in Cloudflare, found by the account-wide drift check", func() {
+	It("recreates a token deleted in Cloudflare, found by the account-wide drift check, and announces its new ID", func() {
 		op.stop()
 		op = startOperator(ns, Options{DriftCheckPeriod: 500 * time.Millisecond})
 		st := serviceToken(ns, "deleted-upstream")
@@ -283,7 +283,12 @@ var _ = Describe("A ServiceToken", func() {
 		st = waitFor(st, "recreated", func(st *v1alpha1.ServiceToken) bool { return isReady(st) && st.Status.TokenID != oldID })
 		Expect(credentialOf(st).works()).To(BeTrue())
 		Expect(tokenIDs(tokenName(st))).To(HaveLen(1))
-		Expect(op.events.reasons(st)).To(ContainElements("TokenMissing", "Recreated"))
+		Expect(op.events.reasons(st)).To(ContainElement("TokenMissing"))
+		Eventually(func() []string { return op.events.notes(st, "Warning", v1alpha1.ReasonTokenIDChanged) }, timeout, interval).Should(
+			ConsistOf(And(ContainSubstring("from "+oldID+" to "+st.Status.TokenID), ContainSubstring("no longer exists in Cloudflare"))),
+			"Access policies naming the old ID must be told")
+		Expect(op.counters.tokenIDChanges()).To(Equal(1))
+		expectNoSecretLeaks(op, st)
 	})
 
 	It("corrects a token renamed outside the operator", func() {

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -77,6 +78,9 @@ func Setup(mgr ctrl.Manager, o SetupOptions) error {
 	var kube client.Client = mgr.GetClient()
 	if o.WrapKubeClient != nil {
 		kube = o.WrapKubeClient(kube)
+	}
+	if err := indexCredentialsUse(context.Background(), mgr); err != nil {
+		return fmt.Errorf("indexing credentials use: %w", err)
 	}
 	inventory := NewInventory(o.Clock)
 	accounts := &Accounts{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Factory: o.Factory,

@@ -98,6 +98,8 @@ type hooks struct {
 	refreshFailures int
 	// hideFromLists leaves the token with this ID out of every list.
 	hideFromLists string
+	// getErr, while set, is every GET's answer (the GET is not sent).
+	getErr error
 	// lean strips every optional field (duration, enabled, expires_at,
 	// created_at, updated_at) from every answer, as the client reports an
 	// answer that left them out.
@@ -197,6 +199,12 @@ func (c hookedClient) Update(ctx context.Context, s cf.Scope, id string, spec cf
 }
 
 func (c hookedClient) Get(ctx context.Context, s cf.Scope, id string) (cf.Token, error) {
+	c.h.mu.Lock()
+	injected := c.h.getErr
+	c.h.mu.Unlock()
+	if injected != nil {
+		return cf.Token{}, injected
+	}
 	t, err := c.Client.Get(ctx, s, id)
 	return c.lean(t), err
 }
@@ -233,6 +241,9 @@ type apiCalls struct {
 	// loseStatus, when it returns true for a status about to be written,
 	// drops that write (as if the process died just before it).
 	loseStatus func(*v1alpha1.ServiceToken) bool
+	// beforePatch runs before a patch of a ServiceToken's metadata or spec
+	// (a finalizer write), as another party's write landing just then.
+	beforePatch func(*v1alpha1.ServiceToken)
 }
 
 func (a *apiCalls) count(m map[client.ObjectKey]int, key client.ObjectKey) {
@@ -262,6 +273,17 @@ func (a *apiCalls) intercept(c client.WithWatch) client.WithWatch {
 				a.count(a.gets, key)
 			}
 			return c.Get(ctx, key, obj, opts...)
+		},
+		Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+			if st, ok := obj.(*v1alpha1.ServiceToken); ok {
+				a.mu.Lock()
+				hook := a.beforePatch
+				a.mu.Unlock()
+				if hook != nil {
+					hook(st)
+				}
+			}
+			return c.Patch(ctx, obj, patch, opts...)
 		},
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
 			if st, ok := obj.(*v1alpha1.ServiceToken); ok && sub == "status" {
@@ -327,6 +349,18 @@ func startOperator(ns string, opts Options) *operator {
 	return op
 }
 
+// withOperator gives every spec of the container a namespace of its own
+// (*ns) with the CloudflareAccount "cf" and an operator watching it (*op),
+// stopped after the spec: the one *op names then, as a spec may restart it.
+func withOperator(ns *string, op **operator, opts Options) {
+	BeforeEach(func() {
+		*ns = newNamespace(nil)
+		Expect(k8s.Create(ctx(), cfAccount(*ns, "cf"))).To(Succeed())
+		*op = startOperator(*ns, opts)
+		DeferCleanup(func() { (*op).stop() })
+	})
+}
+
 func (o *operator) stop() {
 	o.cancel()
 	Eventually(o.done, 10*time.Second).Should(BeClosed())
@@ -338,6 +372,7 @@ func ptr[T any](v T) *T { return &v }
 type testCounters struct {
 	mu                                sync.Mutex
 	rotations, refreshes, lostRotates int
+	idChanges                         int
 }
 
 func (c *testCounters) RecordRotation(string, string) { c.mu.Lock(); c.rotations++; c.mu.Unlock() }
@@ -346,6 +381,18 @@ func (c *testCounters) RecordLostRotation(string, string) {
 	c.mu.Lock()
 	c.lostRotates++
 	c.mu.Unlock()
+}
+
+func (c *testCounters) RecordTokenIDChange(string, string) {
+	c.mu.Lock()
+	c.idChanges++
+	c.mu.Unlock()
+}
+
+func (c *testCounters) tokenIDChanges() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.idChanges
 }
 
 func (c *testCounters) lostRotations() int {

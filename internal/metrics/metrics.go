@@ -54,6 +54,9 @@ var (
 	lostRotationsDesc = prometheus.NewDesc("servicetoken_lost_rotations_total",
 		"Rotations whose response Cloudflare committed but never delivered, so that recovering revoked the secret workloads held before its grace period ended (docs/renewal.md).",
 		labels, nil)
+	tokenIDChangesDesc = prometheus.NewDesc("servicetoken_token_id_changes_total",
+		"Times this operator process gave the ServiceToken a token with a new ID (a recreate after the token was deleted in Cloudflare, a zone token's replacement): Access policies naming the old ID no longer admit it (docs/access-policies.md).",
+		labels, nil)
 )
 
 // conditionValues are the label values of servicetoken_ready_status; every
@@ -70,8 +73,8 @@ type Counters struct {
 }
 
 type counts struct {
-	rotations, refreshes, lostRotations float64
-	seq                                 uint64 // Counters.seq at the last record
+	rotations, refreshes, lostRotations, tokenIDChanges float64
+	seq                                                 uint64 // Counters.seq at the last record
 }
 
 // RecordRotation counts one rotation of the client secret.
@@ -88,6 +91,11 @@ func (c *Counters) RecordRefresh(namespace, name string) {
 // revoked the held secret early.
 func (c *Counters) RecordLostRotation(namespace, name string) {
 	c.record(namespace, name, func(n *counts) { n.lostRotations++ })
+}
+
+// RecordTokenIDChange counts one change of the token's ID.
+func (c *Counters) RecordTokenIDChange(namespace, name string) {
+	c.record(namespace, name, func(n *counts) { n.tokenIDChanges++ })
 }
 
 // Forget drops the counts of a ServiceToken. Optional: counts of tokens gone
@@ -180,7 +188,7 @@ func Register(reader client.Reader) (*Counters, error) {
 
 // Describe implements prometheus.Collector.
 func (c *ServiceTokenCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{expirationDesc, renewalDesc, readyDesc, rotationsDesc, refreshesDesc, lostRotationsDesc} {
+	for _, d := range []*prometheus.Desc{expirationDesc, renewalDesc, readyDesc, rotationsDesc, refreshesDesc, lostRotationsDesc, tokenIDChangesDesc} {
 		ch <- d
 	}
 }
@@ -190,7 +198,7 @@ func (c *ServiceTokenCollector) Describe(ch chan<- *prometheus.Desc) {
 // (controller-runtime serves with HTTPErrorOnError), hiding every other metric.
 //
 // A scrape holds every sample at once until it is written out, so what each
-// costs is what the manager's memory peaks with: eight samples per
+// costs is what the manager's memory peaks with: nine samples per
 // ServiceToken. They are emitted as tokenSamples that share their label pairs
 // (kept per ServiceToken between scrapes) instead of const metrics that
 // allocate their own on every scrape: 7 MiB instead of 17 MiB held by a
@@ -215,7 +223,7 @@ func (c *ServiceTokenCollector) Collect(ch chan<- prometheus.Metric) {
 		present[key] = true
 		ls := c.labels.of(key)
 
-		samples := make([]tokenSample, 0, 8) // one allocation for the token's samples
+		samples := make([]tokenSample, 0, 9) // one allocation for the token's samples
 		if t := st.Status.ExpiresAt; t != nil {
 			samples = append(samples, tokenSample{desc: expirationDesc, labels: ls.base, value: float64(t.Unix())})
 		}
@@ -241,7 +249,8 @@ func (c *ServiceTokenCollector) Collect(ch chan<- prometheus.Metric) {
 		samples = append(samples,
 			tokenSample{desc: rotationsDesc, labels: ls.base, value: n.rotations, counter: true},
 			tokenSample{desc: refreshesDesc, labels: ls.base, value: n.refreshes, counter: true},
-			tokenSample{desc: lostRotationsDesc, labels: ls.base, value: n.lostRotations, counter: true})
+			tokenSample{desc: lostRotationsDesc, labels: ls.base, value: n.lostRotations, counter: true},
+			tokenSample{desc: tokenIDChangesDesc, labels: ls.base, value: n.tokenIDChanges, counter: true})
 		for j := range samples {
 			ch <- &samples[j]
 		}

@@ -26,6 +26,7 @@ const (
 	ready      = "servicetoken_ready_status"
 	rotations  = "servicetoken_rotations_total"
 	refreshes  = "servicetoken_refreshes_total"
+	idChanges  = "servicetoken_token_id_changes_total"
 )
 
 // token builds a ServiceToken; ready is the Ready condition status, "" for none.
@@ -102,6 +103,10 @@ servicetoken_refreshes_total{name="batch",namespace="team-b"} 0
 # TYPE servicetoken_lost_rotations_total counter
 servicetoken_lost_rotations_total{name="api",namespace="team-a"} 0
 servicetoken_lost_rotations_total{name="batch",namespace="team-b"} 0
+# HELP servicetoken_token_id_changes_total Times this operator process gave the ServiceToken a token with a new ID (a recreate after the token was deleted in Cloudflare, a zone token's replacement): Access policies naming the old ID no longer admit it (docs/access-policies.md).
+# TYPE servicetoken_token_id_changes_total counter
+servicetoken_token_id_changes_total{name="api",namespace="team-a"} 0
+servicetoken_token_id_changes_total{name="batch",namespace="team-b"} 0
 `))).To(Succeed())
 
 	// Spelled out: the forever token has no expiration or renewal sample.
@@ -140,6 +145,7 @@ func TestCollectorCountsRecordedRotationsAndRefreshes(t *testing.T) {
 	c.RecordRotation("team-a", "api")
 	c.RecordRefresh("team-a", "api")
 	c.RecordRefresh("team-b", "batch")
+	c.RecordTokenIDChange("team-b", "batch")
 
 	g.Expect(testutil.CollectAndCompare(c, strings.NewReader(countersHeader+`
 servicetoken_rotations_total{name="api",namespace="team-a"} 2
@@ -147,6 +153,12 @@ servicetoken_rotations_total{name="batch",namespace="team-b"} 0
 servicetoken_refreshes_total{name="api",namespace="team-a"} 1
 servicetoken_refreshes_total{name="batch",namespace="team-b"} 1
 `), rotations, refreshes)).To(Succeed())
+	g.Expect(testutil.CollectAndCompare(c, strings.NewReader(`
+# HELP servicetoken_token_id_changes_total Times this operator process gave the ServiceToken a token with a new ID (a recreate after the token was deleted in Cloudflare, a zone token's replacement): Access policies naming the old ID no longer admit it (docs/access-policies.md).
+# TYPE servicetoken_token_id_changes_total counter
+servicetoken_token_id_changes_total{name="api",namespace="team-a"} 0
+servicetoken_token_id_changes_total{name="batch",namespace="team-b"} 1
+`), idChanges)).To(Succeed())
 }
 
 func TestCollectorDropsSeriesOfDeletedToken(t *testing.T) {
@@ -156,7 +168,7 @@ func TestCollectorDropsSeriesOfDeletedToken(t *testing.T) {
 	c := NewServiceTokenCollector(reader)
 	c.RecordRotation("team-a", "api")
 	c.RecordRefresh("team-a", "api")
-	g.Expect(testutil.CollectAndCount(c)).To(Equal(14)) // api: 2+3+3, batch: 3+3
+	g.Expect(testutil.CollectAndCount(c)).To(Equal(16)) // api: 2+3+4, batch: 3+4
 
 	g.Expect(reader.Delete(context.Background(), objs[0])).To(Succeed())
 
@@ -302,13 +314,13 @@ func TestCollectorKeepsLabelPairsOfTokensInCacheOnly(t *testing.T) {
 		return out
 	}
 	first, second := labelsOf(), labelsOf()
-	g.Expect(first).To(HaveLen(14))
+	g.Expect(first).To(HaveLen(16))
 	for k, lp := range first {
 		g.Expect(second[k]).To(BeIdenticalTo(lp), "label pairs are kept between scrapes: %s", k)
 	}
 	g.Expect(c.labels.tokens).To(HaveLen(2))
 
 	g.Expect(reader.Delete(context.Background(), objs[0])).To(Succeed())
-	g.Expect(labelsOf()).To(HaveLen(6))
+	g.Expect(labelsOf()).To(HaveLen(7))
 	g.Expect(c.labels.tokens).To(HaveLen(1), "a deleted token's label pairs are dropped")
 }
