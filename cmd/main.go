@@ -47,6 +47,8 @@ type options struct {
 	kubeAPIQPS              float64
 	kubeAPIBurst            int
 	defaultAPIURL           string
+	allowedAPIURLs          string
+	installID               string
 	driftCheckPeriod        time.Duration
 	pprofAddr               string
 	gracefulShutdown        time.Duration
@@ -65,6 +67,10 @@ func main() {
 	flag.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 50, "Queries per second to the Kubernetes API.")
 	flag.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "Burst of queries to the Kubernetes API.")
 	flag.StringVar(&o.defaultAPIURL, "default-api-url", v1alpha1.DefaultAPIURL, "Cloudflare API base URL for accounts without spec.apiURL.")
+	flag.StringVar(&o.allowedAPIURLs, "allowed-api-urls", controller.DefaultAllowedAPIURLs,
+		"Comma-separated URL prefixes accounts may send their credentials to (spec.apiURL); --default-api-url is always allowed. A prefix matches on scheme, host, port and whole path segments.")
+	flag.StringVar(&o.installID, "install-id", "",
+		"Tells this install from others in the cluster (the Helm chart passes its release namespace): each install keeps its own finalizer on the ClusterCloudflareAccounts its ServiceTokens use, so one never releases another's. Empty: the finalizer access.servicetoken.dev/in-use.")
 	flag.DurationVar(&o.driftCheckPeriod, "drift-check-period", 10*time.Minute, "How often each account's tokens are listed to detect changes made outside the operator.")
 	flag.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address to serve Go's pprof profiles on (e.g. 127.0.0.1:6060), for diagnosing memory or CPU use; 0 disables it.")
 	flag.DurationVar(&o.gracefulShutdown, "graceful-shutdown-timeout", 60*time.Second,
@@ -147,8 +153,9 @@ func run(o options) error {
 // setupControllers wires the controllers, as the test suites do (controller.Setup).
 func setupControllers(mgr ctrl.Manager, o options) error {
 	return controller.Setup(mgr, controller.SetupOptions{
-		DefaultAPIURL: o.defaultAPIURL, DriftCheckPeriod: o.driftCheckPeriod,
-		ServiceToken: controller.Options{MaxConcurrentReconciles: o.maxConcurrentReconciles, ClusterName: o.clusterName},
+		DefaultAPIURL: o.defaultAPIURL, AllowedAPIURLs: controller.SplitAPIURLs(o.allowedAPIURLs), InstallID: o.installID,
+		DriftCheckPeriod: o.driftCheckPeriod,
+		ServiceToken:     controller.Options{MaxConcurrentReconciles: o.maxConcurrentReconciles, ClusterName: o.clusterName},
 	})
 }
 

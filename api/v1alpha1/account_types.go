@@ -17,13 +17,22 @@ type AccountSettings struct {
 	// accountID is the Cloudflare account ID (32 lowercase hex characters) in
 	// which account-scoped service tokens are created. Zone-scoped tokens use
 	// the ServiceToken's spec.zoneID instead, with these credentials.
+	// Immutable: an account object stands for one Cloudflare account, so
+	// tokens already made through it are never looked for (or recreated) in
+	// another. To use another Cloudflare account, create another account
+	// object and new ServiceTokens that refer to it.
 	// +required
 	// +kubebuilder:validation:Pattern=`^[0-9a-f]{32}$`
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="accountID is immutable: create another account object for another Cloudflare account (ServiceTokens keep their tokens in the account they were made in)"
 	AccountID string `json:"accountID"`
 
 	// apiURL overrides the Cloudflare API base URL, for an egress proxy or a
 	// simulator. Default: https://api.cloudflare.com/client/v4 (or the
-	// manager's --default-api-url). Changing it rebuilds the API client.
+	// manager's --default-api-url). It must start with one of the prefixes
+	// the operator's admin allows (manager flag --allowed-api-urls, chart
+	// value allowedAPIURLs; default https://api.cloudflare.com/): any other
+	// URL makes the account Ready=False, reason APIURLNotAllowed, and nothing
+	// is sent to it. Changing it rebuilds the API client.
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
@@ -87,7 +96,11 @@ type CredentialsKeys struct {
 // CredentialsReference points at a Secret in the account's own namespace.
 type CredentialsReference struct {
 	// name of the Secret, in the same namespace as the CloudflareAccount.
-	// Changing the Secret's content rebuilds the API client.
+	// The Secret must carry the label access.servicetoken.dev/credentials:
+	// "true" (its owner's consent to its use as Cloudflare credentials);
+	// without it the account is Ready=False, reason CredentialsNotOptedIn,
+	// and nothing is sent to Cloudflare. Changing the Secret's content
+	// rebuilds the API client.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
@@ -99,7 +112,9 @@ type CredentialsReference struct {
 
 // ClusterCredentialsReference points at a Secret in a named namespace.
 type ClusterCredentialsReference struct {
-	// name of the Secret.
+	// name of the Secret. It must carry the label
+	// access.servicetoken.dev/credentials: "true"; without it the account is
+	// Ready=False, reason CredentialsNotOptedIn, and nothing is sent.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253

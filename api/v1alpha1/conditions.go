@@ -62,6 +62,17 @@ const (
 	// ServiceToken's token has a new ID (a recreate, a zone token's
 	// replacement), which Access policies naming the old one do not admit.
 	ReasonTokenIDChanged = "TokenIDChanged"
+	// ReasonCredentialsNotOptedIn: the credentials Secret lacks the label
+	// LabelCredentials=true, so the operator does not read it as Cloudflare
+	// credentials (nothing is sent anywhere).
+	ReasonCredentialsNotOptedIn = "CredentialsNotOptedIn"
+	// ReasonAPIURLNotAllowed: the account's API URL is not in the manager's
+	// --allowed-api-urls (nothing is sent to it).
+	ReasonAPIURLNotAllowed = "APIURLNotAllowed"
+	// ReasonAccountChanged: the account object a ServiceToken refers to now
+	// names another Cloudflare account than the one its token lives in
+	// (status.accountID). Nothing is created or deleted in either account.
+	ReasonAccountChanged = "AccountChanged"
 )
 
 // Annotations that request a one-off action on a ServiceToken. Any new value
@@ -75,6 +86,13 @@ const (
 	// the finalizer is removed without deleting the token in Cloudflare.
 	AnnotationForceDelete = "access.servicetoken.dev/force-delete"
 )
+
+// LabelCredentials marks a Secret that may be used as the credentials of a
+// CloudflareAccount or ClusterCloudflareAccount (value "true"). An account
+// naming a Secret without it is not Ready (CredentialsNotOptedIn): whoever
+// may create an account object cannot make the operator send an arbitrary
+// Secret of the namespace to an API.
+const LabelCredentials = "access.servicetoken.dev/credentials"
 
 // Labels and annotations the operator puts on the Secrets it manages.
 const (
@@ -100,10 +118,15 @@ const Finalizer = "access.servicetoken.dev/finalizer"
 
 // AccountFinalizer keeps an account until no ServiceToken uses it, so their
 // tokens can still be deleted in Cloudflare when a namespace is deleted with
-// everything in it.
+// everything in it. It is the finalizer of an install without an install ID
+// (--install-id); other installs use AccountFinalizerPrefix + their ID, so
+// two installs sharing a ClusterCloudflareAccount each keep their own.
 const AccountFinalizer = "access.servicetoken.dev/in-use"
 
 // CredentialsFinalizer keeps an account's credentials Secret while
 // ServiceTokens of the account hold Cloudflare tokens, which their deletion
 // deletes with these credentials (status.protectedSecret of the account).
 const CredentialsFinalizer = "access.servicetoken.dev/credentials-in-use"
+
+// AccountFinalizerPrefix starts the account finalizer of an install with an ID.
+const AccountFinalizerPrefix = AccountFinalizer + "."

@@ -290,6 +290,16 @@ type ServiceTokenStatus struct {
 	// tokenID is the Cloudflare service token's ID.
 	// +optional
 	TokenID string `json:"tokenID,omitempty"`
+	// accountID is the Cloudflare account the token lives in (32 hex
+	// characters), recorded before the operator first creates the token and
+	// whenever it finds the token in its account. If the account object
+	// behind spec.accountRef later names another Cloudflare account (it was
+	// deleted and recreated with another spec.accountID), the operator
+	// neither creates a token there nor deletes anything: the ServiceToken is
+	// Ready=False, reason AccountChanged, until the account object names this
+	// account again.
+	// +optional
+	AccountID string `json:"accountID,omitempty"`
 	// clientID is the token's client ID (sent as CF-Access-Client-Id; not a secret).
 	// +optional
 	ClientID string `json:"clientID,omitempty"`

@@ -156,6 +156,28 @@ rotation: {gracePeriod: 0s}`))).To(Succeed())
 		Entry("zoneID removed", tokenBase+`zoneID: 00112233445566778899aabbccddeeff`, tokenBase, "zoneID is immutable"),
 	)
 
+	DescribeTable("refuse a change of an account's accountID on the real API server",
+		func(kind, spec, changed string) {
+			obj := object(kind, spec)
+			Expect(k8sClient.Create(ctx, obj)).To(Succeed())
+			update := object(kind, changed)
+			update.SetName(obj.GetName())
+			update.SetResourceVersion(obj.GetResourceVersion())
+			err := k8sClient.Update(ctx, update)
+			Expect(err).To(HaveOccurred())
+			Expect(err.Error()).To(ContainSubstring("accountID is immutable: create another account object"))
+
+			update = object(kind, spec+"\napiURL: https://api.cloudflare.com/client/v4")
+			update.SetName(obj.GetName())
+			update.SetResourceVersion(obj.GetResourceVersion())
+			Expect(k8sClient.Update(ctx, update)).To(Succeed(), "the other fields stay mutable")
+		},
+		Entry("CloudflareAccount", "CloudflareAccount", "accountID: "+validAccountID+"\ncredentialsRef: {name: cf}",
+			"accountID: ffffffffffffffffffffffffffffffff\ncredentialsRef: {name: cf}"),
+		Entry("ClusterCloudflareAccount", "ClusterCloudflareAccount", "accountID: "+validAccountID+"\ncredentialsRef: {name: cf, namespace: ops}",
+			"accountID: ffffffffffffffffffffffffffffffff\ncredentialsRef: {name: cf, namespace: ops}"),
+	)
+
 	It("allow the mutable fields to change", func() {
 		obj := object("ServiceToken", tokenBase)
 		Expect(k8sClient.Create(ctx, obj)).To(Succeed())

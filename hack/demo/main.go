@@ -203,7 +203,7 @@ func (d *demo) startOperator() error {
 	}
 	d.sim = sim
 	d.printf("    cfsim serves the Cloudflare API at %s (account %s)\n", sim.APIURL(), acct.Spec.AccountID)
-	mgr, err := harness.StartManager(d.managerBin, d.cp.Kubeconfig, d.dir, "manager")
+	mgr, err := harness.StartManager(d.managerBin, d.cp.Kubeconfig, d.dir, "manager", harness.AllowFlag(sim))
 	if err != nil {
 		return err
 	}
@@ -229,7 +229,9 @@ func (d *demo) apply() error {
 	if key == "" {
 		key = v1alpha1.DefaultAPITokenKey
 	}
-	cred := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: acct.Spec.CredentialsRef.Name},
+	// The label opts the Secret in to its use as Cloudflare credentials.
+	cred := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: acct.Spec.CredentialsRef.Name,
+		Labels: map[string]string{v1alpha1.LabelCredentials: "true"}},
 		StringData: map[string]string{key: apiToken}}
 	st := &v1alpha1.ServiceToken{}
 	if err := readSample("access_v1alpha1_servicetoken.yaml", st); err != nil {

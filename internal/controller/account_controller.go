@@ -39,6 +39,9 @@ type AccountReconciler struct {
 	// CredentialsRecheck is how often the credentials Secret is read again
 	// (it is not cached, so not watched). Default 5m.
 	CredentialsRecheck time.Duration
+	// Finalizer is this install's account finalizer (AccountFinalizerFor).
+	// Default v1alpha1.AccountFinalizer.
+	Finalizer string
 
 	mu       sync.Mutex
 	verified map[string]string // account key -> fingerprint of the config Cloudflare accepted
@@ -154,29 +157,46 @@ func (r *AccountReconciler) probeWrite(ctx context.Context, c cf.Client, acc *ac
 }
 
 // guardDeletion keeps an account (and so its cached client) until no
-// ServiceToken uses it: their tokens can then still be deleted in Cloudflare
-// when a namespace is deleted with everything in it. done says the
+// ServiceToken of this install holds a token through it: their tokens can
+// then still be deleted in Cloudflare when a namespace is deleted with
+// everything in it. A ServiceToken that never got a token does not hold the
+// account. Each install keeps its own finalizer (Finalizer). done says the
 // reconcile ends here.
 func (r *AccountReconciler) guardDeletion(ctx context.Context, acc *account) (done bool, _ ctrl.Result, _ error) {
 	obj := acc.Object
 	if obj.GetDeletionTimestamp().IsZero() {
-		if controllerutil.ContainsFinalizer(obj, v1alpha1.AccountFinalizer) {
-			return false, ctrl.Result{}, nil
+		if err := setAccountFinalizer(ctx, r.Client, obj, r.finalizer(), true); err != nil {
+			return true, ctrl.Result{}, fmt.Errorf("adding finalizer %s: %w", r.finalizer(), err)
 		}
-		return false, ctrl.Result{}, patchFinalizers(ctx, r.Client, obj, func() { controllerutil.AddFinalizer(obj, v1alpha1.AccountFinalizer) })
+		return false, ctrl.Result{}, nil
+	}
+	if !controllerutil.ContainsFinalizer(obj, r.finalizer()) && !controllerutil.ContainsFinalizer(obj, v1alpha1.AccountFinalizer) {
+		return true, ctrl.Result{}, nil // not held by this install
 	}
 	users := &v1alpha1.ServiceTokenList{}
-	if err := r.List(ctx, users, client.MatchingFields{accountIndex: acc.Key}, client.Limit(1)); err != nil {
+	if err := r.List(ctx, users, client.MatchingFields{accountIndex: acc.Key}); err != nil {
 		return true, ctrl.Result{}, err
 	}
-	if len(users.Items) > 0 {
-		return true, ctrl.Result{RequeueAfter: 2 * time.Second}, nil // still in use
+	for i := range users.Items {
+		if holdsToken(&users.Items[i]) {
+			return true, ctrl.Result{RequeueAfter: 2 * time.Second}, nil // still in use
+		}
 	}
 	if err := r.guardCredentials(ctx, acc); err != nil && !apierrors.IsForbidden(err) {
 		return true, ctrl.Result{}, err // the Secret keeps the finalizer while the status names it
 	}
-	return true, ctrl.Result{}, client.IgnoreNotFound(
-		patchFinalizers(ctx, r.Client, obj, func() { controllerutil.RemoveFinalizer(obj, v1alpha1.AccountFinalizer) }))
+	err := setAccountFinalizer(ctx, r.Client, obj, r.finalizer(), false)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return true, ctrl.Result{}, fmt.Errorf("removing finalizer %s: %w", r.finalizer(), err)
+	}
+	return true, ctrl.Result{}, nil
+}
+
+func (r *AccountReconciler) finalizer() string {
+	if r.Finalizer == "" {
+		return v1alpha1.AccountFinalizer
+	}
+	return r.Finalizer
 }
 
 func notReady(reason, msg string) *metav1.Condition {

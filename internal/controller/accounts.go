@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"time"
 
@@ -54,6 +55,9 @@ type Accounts struct {
 	APIReader     client.Reader // credentials Secrets are not cached (they carry no managed label)
 	Factory       cf.Factory
 	DefaultAPIURL string
+	// AllowedURLs bounds where credentials may be sent (--allowed-api-urls).
+	// Nil: Cloudflare's API and DefaultAPIURL only.
+	AllowedURLs *APIURLAllowList
 	// Wrap, when set, wraps every client the factory hands out (tests inject
 	// faults after real calls this way, keeping the factory's limiters).
 	Wrap func(cf.Client) cf.Client
@@ -127,7 +131,13 @@ func (a *Accounts) get(ctx context.Context, kind, namespace, name string) (*acco
 }
 
 // config reads the credentials Secret and builds the account's client config.
+// Nothing is read or sent for an API URL outside the allow-list, and a
+// Secret that does not opt in (LabelCredentials) is not used.
 func (a *Accounts) config(ctx context.Context, acc *account) (cf.AccountConfig, error) {
+	baseURL := acc.Settings.EffectiveAPIURL(a.DefaultAPIURL)
+	if err := a.checkAPIURL(acc, baseURL); err != nil {
+		return cf.AccountConfig{}, err
+	}
 	secret := &corev1.Secret{}
 	if err := a.APIReader.Get(ctx, acc.SecretRef, secret); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -136,10 +146,14 @@ func (a *Accounts) config(ctx context.Context, acc *account) (cf.AccountConfig, 
 		}
 		return cf.AccountConfig{}, fmt.Errorf("reading credentials Secret %s: %w", acc.SecretRef, err)
 	}
+	if secret.Labels[v1alpha1.LabelCredentials] != "true" {
+		return cf.AccountConfig{}, &causeError{Reason: v1alpha1.ReasonCredentialsNotOptedIn, Terminal: true,
+			Message: fmt.Sprintf("credentials Secret %s is not labelled %s=true; add the label to allow its use as Cloudflare credentials (kubectl label secret -n %s %s %s=true)",
+				acc.SecretRef, v1alpha1.LabelCredentials, acc.SecretRef.Namespace, acc.SecretRef.Name, v1alpha1.LabelCredentials)}
+	}
 	acc.CredentialsVersion = string(secret.UID) + "/" + secret.ResourceVersion
 	n, period := acc.Settings.EffectiveRateLimit()
-	cfg := cf.AccountConfig{Key: acc.Key, BaseURL: acc.Settings.EffectiveAPIURL(a.DefaultAPIURL),
-		RateLimit: cf.RateLimit{Requests: n, Period: period}}
+	cfg := cf.AccountConfig{Key: acc.Key, BaseURL: baseURL, RateLimit: cf.RateLimit{Requests: n, Period: period}}
 	value := func(key string) (string, error) {
 		v := string(secret.Data[key])
 		if v == "" {
@@ -162,6 +176,33 @@ func (a *Accounts) config(ctx context.Context, acc *account) (cf.AccountConfig, 
 	}
 	cfg.APIToken, err = value(acc.Keys.TokenKey())
 	return cfg, err
+}
+
+// checkAPIURL refuses an API URL the operator's admin did not allow.
+func (a *Accounts) checkAPIURL(acc *account, baseURL string) error {
+	allowed := a.AllowedURLs
+	if allowed == nil {
+		var err error
+		if allowed, err = NewAPIURLAllowList([]string{DefaultAllowedAPIURLs}, a.DefaultAPIURL); err != nil {
+			return fmt.Errorf("building the API URL allow-list: %w", err)
+		}
+	}
+	if allowed.Allowed(baseURL) {
+		return nil
+	}
+	return &causeError{Reason: v1alpha1.ReasonAPIURLNotAllowed, Terminal: true,
+		Message: fmt.Sprintf("API URL %q of %s %q is not allowed by the operator (--allowed-api-urls=%s); use an allowed URL or ask the operator's admin to add a prefix (Helm value allowedAPIURLs)",
+			redactUserInfo(baseURL), acc.Kind, acc.Object.GetName(), allowed)}
+}
+
+// redactUserInfo hides a password a URL may carry, for messages.
+func redactUserInfo(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	u.User = url.User("redacted")
+	return u.String()
 }
 
 func containsControl(s string) bool {
@@ -206,6 +247,9 @@ func (a *Accounts) Resolve(ctx context.Context, st *v1alpha1.ServiceToken, kind 
 	if err != nil {
 		return nil, err
 	}
+	if err := sameAccount(st, acc); err != nil {
+		return nil, err
+	}
 	if acc.Selector != nil {
 		ok, err := a.namespaceAllowed(ctx, acc.Selector, st.Namespace)
 		if err != nil {
@@ -244,6 +288,28 @@ func (a *Accounts) Resolve(ctx context.Context, st *v1alpha1.ServiceToken, kind 
 	return &resolved{Account: acc, Client: c, Scope: scope, Shared: a.sharedKey(acc.Key)}, nil
 }
 
+// sameAccount refuses an account object that now names another Cloudflare
+// account than the one the ServiceToken's token lives in (status.accountID):
+// the account object was deleted and made again with another spec.accountID.
+// Creating a token in the new account would silently hand workloads another
+// token ID, and deleting by ID there could never reach the real token.
+func sameAccount(st *v1alpha1.ServiceToken, acc *account) error {
+	had := st.Status.AccountID
+	if had == "" || had == acc.Settings.AccountID {
+		return nil
+	}
+	token := "this ServiceToken's token"
+	if st.Status.TokenID != "" {
+		token = "token " + st.Status.TokenID
+	}
+	name := acc.Object.GetName()
+	return &causeError{Reason: v1alpha1.ReasonAccountChanged, Terminal: true, Message: fmt.Sprintf(
+		"%s lives in Cloudflare account %s, but %s %q now names account %s; nothing is created or deleted in either. "+
+			"Set spec.accountID of %s %q back to %s (recreate it), or release this ServiceToken without touching Cloudflare "+
+			"(annotate it %s=true and delete it; the token stays in %s) and create a new ServiceToken",
+		token, had, acc.Kind, name, acc.Settings.AccountID, acc.Kind, name, had, v1alpha1.AnnotationForceDelete, had)}
+}
+
 func (a *Accounts) namespaceAllowed(ctx context.Context, sel *metav1.LabelSelector, namespace string) (bool, error) {
 	s, err := metav1.LabelSelectorAsSelector(sel)
 	if err != nil {
@@ -273,6 +339,9 @@ func (a *Accounts) ResolveForDeletion(ctx context.Context, st *v1alpha1.ServiceT
 			Message: fmt.Sprintf("%s %q not found, so its token cannot be deleted", kind, st.Spec.AccountRef.Name)}
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := sameAccount(st, acc); err != nil {
 		return nil, err
 	}
 	scope := cf.Scope{AccountID: acc.Settings.AccountID, ZoneID: st.Spec.ZoneID}

@@ -29,15 +29,6 @@ var _ = Describe("Cloudflare's errors", func() {
 		GinkgoHelper()
 		return waitAccountReason(ns, "cf", reason)
 	}
-	setAccountID := func(id string) {
-		Eventually(func() error {
-			acc := &v1alpha1.CloudflareAccount{}
-			Expect(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: "cf"}, acc)).To(Succeed())
-			acc.Spec.AccountID = id
-			return k8s.Update(ctx(), acc)
-		}, timeout, interval).Should(Succeed())
-	}
-
 	It("finds a read-only API token with a write probe, before any ServiceToken writes", func() {
 		probesBefore := callsOn("refresh", probeToken) // the simulator's log spans the suite
 		setCredentials(ns, testReadOnlyToken)
@@ -87,30 +78,25 @@ var _ = Describe("Cloudflare's errors", func() {
 		Expect(c.Message).NotTo(ContainSubstring(malformed))
 	})
 
-	It("takes an unknown account (code 7003) for unreachable, never for a deleted token", func() {
-		Expect(k8s.Create(ctx(), cfAccount(ns, "cf"))).To(Succeed())
-		st := serviceToken(ns, "moved")
-		Expect(k8s.Create(ctx(), st)).To(Succeed())
-		st = waitReady(st)
-		id := st.Status.TokenID
-
-		setAccountID("00000000000000000000000000000bad")
+	It("takes an unknown account (code 7003) for unreachable, creating nothing until the account is made again right", func() {
+		bad := cfAccount(ns, "cf")
+		bad.Spec.AccountID = "00000000000000000000000000000bad"
+		Expect(k8s.Create(ctx(), bad)).To(Succeed())
 		c := accountReady(v1alpha1.ReasonAccountUnreachable)
 		Expect(c.Message).To(ContainSubstring("spec.accountID"))
+		st := serviceToken(ns, "moved")
+		Expect(k8s.Create(ctx(), st)).To(Succeed())
+		waitFor(st, "waits for its account", hasReason(v1alpha1.ConditionReady, v1alpha1.ReasonAccountNotReady))
+		Expect(tokenIDs(ns + "/moved")).To(BeEmpty())
 
-		// The ServiceToken is deleted while its account points elsewhere: the
-		// token still exists, so the finalizer stays and nothing is recreated.
-		Expect(k8s.Delete(ctx(), st)).To(Succeed())
-		st = waitFor(st, "deletion retried", func(st *v1alpha1.ServiceToken) bool { return st.Status.FailedAttempts >= 2 })
-		Expect(st.Finalizers).NotTo(BeEmpty())
-		_, exists := simToken(id)
-		Expect(exists).To(BeTrue())
-		Expect(tokenIDs(tokenName(st))).To(ConsistOf(id))
-
-		setAccountID(testAccountID)
-		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKeyFromObject(st), st)) }, timeout, interval).Should(BeTrue())
-		_, exists = simToken(id)
-		Expect(exists).To(BeFalse(), "deleted once the account is reachable again")
+		// spec.accountID is immutable: the account is made again. A
+		// ServiceToken without a token does not hold the account back.
+		Expect(k8s.Delete(ctx(), bad)).To(Succeed())
+		Eventually(func() bool { return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKeyFromObject(bad), bad)) }, timeout, interval).Should(BeTrue())
+		Expect(k8s.Create(ctx(), cfAccount(ns, "cf"))).To(Succeed())
+		st = waitReady(st)
+		Expect(st.Status.AccountID).To(Equal(testAccountID))
+		Expect(tokenIDs(tokenName(st))).To(ConsistOf(st.Status.TokenID))
 	})
 })
 

@@ -87,7 +87,7 @@ var _ = Describe("A hostile or mistaken object", func() {
 	}, {
 		name: "a credentials Secret with a garbage value",
 		prepare: func(s *setup) *v1alpha1.ServiceToken {
-			Expect(k8s.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "garbage"},
+			Expect(k8s.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "garbage", Labels: credentialsLabel()},
 				Data: map[string][]byte{"apiToken": []byte(garbage)}})).To(Succeed())
 			acct := cfAccount(s.ns, "cf")
 			acct.Spec.CredentialsRef.Name = "garbage"
@@ -99,7 +99,7 @@ var _ = Describe("A hostile or mistaken object", func() {
 		name: "an account whose apiURL is unreachable",
 		prepare: func(s *setup) *v1alpha1.ServiceToken {
 			acct := cfAccount(s.ns, "cf")
-			acct.Spec.APIURL = "http://127.0.0.1:1/client/v4"
+			acct.Spec.APIURL = unreachableURL
 			Expect(k8s.Create(ctx(), acct)).To(Succeed())
 			return serviceToken(s.ns, "nowhere")
 		},

@@ -76,6 +76,9 @@ func (r *ServiceTokenReconciler) issue(ctx context.Context, s *scope, op *v1alph
 		op.PreviousSecretExpiresAt = &metav1.Time{Time: at}
 	}
 	s.st.Status.PendingOperation = op.DeepCopy()
+	// The account is recorded with the intent: a lost create is then
+	// settled, and a token deleted, only in the account it was made in.
+	s.st.Status.AccountID = s.acct.Scope.AccountID
 	if err := r.patchStatus(ctx, s); err != nil {
 		s.st.Status.PendingOperation = prior // nothing was called
 		return cf.Credentials{}, fmt.Errorf("recording pending %s: %w", op.Type, err)

@@ -54,6 +54,7 @@ func (r *ServiceTokenReconciler) observeToken(ctx context.Context, s *scope) err
 				t.ExpiresAt = s.st.Status.ExpiresAt.Time // the list did not say: keep the last known expiry
 			}
 			s.token = &t
+			s.st.Status.AccountID = s.acct.Scope.AccountID // found there (records it for tokens made before the field)
 			r.Inventory.Track(id, types.NamespacedName{Namespace: s.st.Namespace, Name: s.st.Name})
 		}
 	}
@@ -80,6 +81,7 @@ func (r *ServiceTokenReconciler) adopt(s *scope, t cf.Token) {
 	s.token = &t
 	st := s.st
 	st.Status.TokenID, st.Status.ClientID, st.Status.TokenName = t.ID, t.ClientID, t.Name
+	st.Status.AccountID = s.acct.Scope.AccountID
 	r.Inventory.Track(t.ID, types.NamespacedName{Namespace: st.Namespace, Name: st.Name})
 }
 

@@ -36,6 +36,13 @@ type SetupOptions struct {
 	Counters Counters
 	// DefaultAPIURL is the Cloudflare API for accounts without spec.apiURL.
 	DefaultAPIURL string
+	// InstallID tells this install's account finalizer from others' in the
+	// same cluster (--install-id); see AccountFinalizerFor. Default: none.
+	InstallID string
+	// AllowedAPIURLs are the URL prefixes accounts may send credentials to
+	// (--allowed-api-urls); DefaultAPIURL is always allowed. Default:
+	// DefaultAllowedAPIURLs (Cloudflare's API only).
+	AllowedAPIURLs []string
 	// DriftCheckPeriod is how often each account's tokens are listed.
 	DriftCheckPeriod time.Duration
 	// CredentialsRecheck is how often accounts re-read their credentials. Default 5m.
@@ -82,12 +89,23 @@ func Setup(mgr ctrl.Manager, o SetupOptions) error {
 	if err := indexCredentialsUse(context.Background(), mgr); err != nil {
 		return fmt.Errorf("indexing credentials use: %w", err)
 	}
+	if o.AllowedAPIURLs == nil {
+		o.AllowedAPIURLs = []string{DefaultAllowedAPIURLs}
+	}
+	allowed, err := NewAPIURLAllowList(o.AllowedAPIURLs, v1alpha1.AccountSettings{}.EffectiveAPIURL(o.DefaultAPIURL))
+	if err != nil {
+		return fmt.Errorf("--allowed-api-urls: %w", err)
+	}
+	finalizer, err := AccountFinalizerFor(o.InstallID)
+	if err != nil {
+		return fmt.Errorf("--install-id: %w", err)
+	}
 	inventory := NewInventory(o.Clock)
 	accounts := &Accounts{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Factory: o.Factory,
-		DefaultAPIURL: o.DefaultAPIURL, Wrap: o.WrapClient}
+		DefaultAPIURL: o.DefaultAPIURL, AllowedURLs: allowed, Wrap: o.WrapClient}
 	for _, kind := range []string{v1alpha1.KindCloudflareAccount, v1alpha1.KindClusterCloudflareAcc} {
 		r := &AccountReconciler{Client: mgr.GetClient(), Kind: kind, Accounts: accounts, Inventory: inventory,
-			Clock: o.Clock, DriftCheckPeriod: o.DriftCheckPeriod, CredentialsRecheck: o.CredentialsRecheck}
+			Clock: o.Clock, DriftCheckPeriod: o.DriftCheckPeriod, CredentialsRecheck: o.CredentialsRecheck, Finalizer: finalizer}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up %s controller: %w", kind, err)
 		}

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"sync"
@@ -36,6 +37,9 @@ const (
 	testAPIToken  = "test-api-token-not-a-real-one"
 	// testReadOnlyToken may list and get, not write ("Service Tokens Read").
 	testReadOnlyToken = "test-read-only-token"
+	// testOtherAccountID is a second Cloudflare account the simulator knows.
+	testOtherAccountID = "fedcba9876543210fedcba9876543210"
+	unreachableURL     = "http://127.0.0.1:1/client/v4"
 )
 
 var (
@@ -44,7 +48,9 @@ var (
 	clk       *clocktesting.FakeClock
 	simulator *sim.Server
 	simURL    string
-	nsSeq     atomic.Int64
+	// allowedSpy is in the operators' --allowed-api-urls, refusedSpy is not.
+	allowedSpy, refusedSpy *spy
+	nsSeq                  atomic.Int64
 )
 
 func TestControllers(t *testing.T) {
@@ -65,7 +71,7 @@ var _ = BeforeSuite(func() {
 
 	clk = clocktesting.NewFakeClock(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 	simulator = sim.New(sim.Options{
-		Accounts:  []string{testAccountID},
+		Accounts:  []string{testAccountID, testOtherAccountID},
 		Zones:     []string{testZoneID},
 		APITokens: []sim.APIToken{{Token: testAPIToken}, {Token: testReadOnlyToken, ReadOnly: true}},
 		RateLimit: sim.RateLimit{Requests: -1},
@@ -74,7 +80,25 @@ var _ = BeforeSuite(func() {
 	srv := httptest.NewServer(simulator)
 	DeferCleanup(srv.Close)
 	simURL = srv.URL + "/client/v4"
+	allowedSpy, refusedSpy = startSpy(), startSpy()
 })
+
+// spy is the simulator under another URL, counting the requests it gets.
+type spy struct {
+	URL      string // API base URL, for spec.apiURL
+	requests atomic.Int64
+}
+
+func startSpy() *spy {
+	s := &spy{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		simulator.ServeHTTP(w, r)
+	}))
+	DeferCleanup(srv.Close)
+	s.URL = srv.URL + "/client/v4"
+	return s
+}
 
 var _ = AfterSuite(func() {
 	if env != nil {
@@ -301,8 +325,9 @@ func (a *apiCalls) intercept(c client.WithWatch) client.WithWatch {
 }
 
 // startOperator starts a manager watching only namespace ns, with the fake
-// clock, talking to the simulator through the real client.
-func startOperator(ns string, opts Options) *operator {
+// clock, talking to the simulator through the real client. setup may change
+// the production wiring's options (an install ID, for example).
+func startOperator(ns string, opts Options, setup ...func(*SetupOptions)) *operator {
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                  testenv.Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
@@ -324,17 +349,24 @@ func startOperator(ns string, opts Options) *operator {
 	counters := &testCounters{}
 	// The production wiring (renewal planner, budget admission included); the
 	// factory's rate limiter runs on real time, so pauses end.
-	Expect(Setup(mgr, SetupOptions{
-		Clock:              clk,
-		Factory:            cf.NewFactory(cf.FactoryOptions{MaxWait: 100 * time.Millisecond}),
-		WrapClient:         func(c cf.Client) cf.Client { return hookedClient{Client: c, h: h} },
-		WrapKubeClient:     func(c client.Client) client.Client { return calls.intercept(noWatch{c}) },
-		Recorder:           events,
-		Counters:           counters,
-		DriftCheckPeriod:   time.Hour,
+	so := SetupOptions{
+		Clock:            clk,
+		Factory:          cf.NewFactory(cf.FactoryOptions{MaxWait: 100 * time.Millisecond}),
+		WrapClient:       func(c cf.Client) cf.Client { return hookedClient{Client: c, h: h} },
+		WrapKubeClient:   func(c client.Client) client.Client { return calls.intercept(noWatch{c}) },
+		Recorder:         events,
+		Counters:         counters,
+		DriftCheckPeriod: time.Hour,
+		// The simulator, a port nothing listens on (an unreachable API), and
+		// the simulator behind a counting spy; not refusedSpy.
+		AllowedAPIURLs:     []string{simURL, unreachableURL, allowedSpy.URL},
 		CredentialsRecheck: 300 * time.Millisecond,
 		ServiceToken:       opts,
-	})).To(Succeed())
+	}
+	for _, f := range setup {
+		f(&so)
+	}
+	Expect(Setup(mgr, so)).To(Succeed())
 	ctx, cancel := context.WithCancel(context.Background())
 	op := &operator{cancel: cancel, done: make(chan struct{}), hooks: h, events: events, calls: calls, counters: counters}
 	go func() {
@@ -410,9 +442,14 @@ func newNamespace(labelSet map[string]string) string {
 	return ns
 }
 
+// credentialsSecret is a credentials Secret that opts in to its use by accounts.
 func credentialsSecret(ns, name, token string) *corev1.Secret {
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: credentialsLabel()},
 		StringData: map[string]string{"apiToken": token}}
+}
+
+func credentialsLabel() map[string]string {
+	return map[string]string{v1alpha1.LabelCredentials: "true"}
 }
 
 func cfAccount(ns, name string) *v1alpha1.CloudflareAccount {

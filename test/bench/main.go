@@ -237,6 +237,9 @@ func (b *bench) logf(format string, args ...any) {
 const accountID = "0123456789abcdef0123456789abcdef"
 
 // account creates the namespace, credentials and CloudflareAccount of one sim.
+// credentialsLabel opts a Secret in to its use as account credentials.
+var credentialsLabel = map[string]string{v1alpha1.LabelCredentials: "true"}
+
 func (b *bench) account(name string, s *harness.Sim, rate string) error {
 	ctx := context.Background()
 	ns := "bench-" + name
@@ -244,7 +247,7 @@ func (b *bench) account(name string, s *harness.Sim, rate string) error {
 		return err
 	}
 	// The simulator accepts any credential; this one is not a real secret.
-	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cf-credentials"},
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cf-credentials", Labels: credentialsLabel},
 		StringData: map[string]string{v1alpha1.DefaultAPITokenKey: "bench-" + name}}
 	if err := b.k8s.Create(ctx, creds); err != nil {
 		return err
@@ -414,6 +417,11 @@ func (b *bench) startManager(dir, name string) (*manager, error) {
 	}
 	args := []string{"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(port), "--metrics-secure=false",
 		"--drift-check-period=" + b.c.driftPeriod.String()}
+	sims := make([]*harness.Sim, 0, len(b.sims))
+	for _, s := range b.sims {
+		sims = append(sims, s)
+	}
+	args = append(args, harness.AllowFlag(sims...)) // before --manager-args, which may override it
 	args = append(args, strings.Fields(b.c.managerArgs)...)
 	p, err := harness.StartManager(b.managerBin, b.cp.Kubeconfig, dir, name, args...)
 	if err != nil {

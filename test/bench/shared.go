@@ -47,7 +47,7 @@ func (b *bench) sharedAccounts(s *harness.Sim) error {
 		if err := b.k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return err
 		}
-		creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cf-credentials"},
+		creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cf-credentials", Labels: credentialsLabel},
 			StringData: map[string]string{v1alpha1.DefaultAPITokenKey: sharedToken}}
 		if err := b.k8s.Create(ctx, creds); err != nil {
 			return err

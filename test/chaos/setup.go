@@ -104,7 +104,7 @@ func (r *run) setup(ctx context.Context) error {
 	}
 	// Namespace accounts (account A), each with its own credentials.
 	for _, ns := range namespaces {
-		if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cf-api"},
+		if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cf-api", Labels: credentialsLabel},
 			StringData: map[string]string{"apiToken": creds[ns]}}); err != nil {
 			return err
 		}
@@ -115,7 +115,7 @@ func (r *run) setup(ctx context.Context) error {
 		}
 	}
 	// The cluster account (account B), allowed in the chaos namespaces.
-	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: systemNS, Name: "cf-shared"},
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: systemNS, Name: "cf-shared", Labels: credentialsLabel},
 		StringData: map[string]string{"token": creds[systemNS]}}); err != nil {
 		return err
 	}
@@ -155,8 +155,11 @@ func (r *run) setup(ctx context.Context) error {
 	}
 }
 
+// credentialsLabel opts a Secret in to its use as account credentials.
+var credentialsLabel = map[string]string{v1alpha1.LabelCredentials: "true"}
+
 func (r *run) startManager(i int) error {
-	p, err := harness.StartManager(r.managerBin, r.cp.Kubeconfig, r.dir, fmt.Sprintf("manager-%d", i),
+	p, err := harness.StartManager(r.managerBin, r.cp.Kubeconfig, r.dir, fmt.Sprintf("manager-%d", i), harness.AllowFlag(r.sim),
 		"--leader-elect", "--leader-election-namespace="+systemNS, "--drift-check-period="+r.cfg.DriftPeriod.String(),
 		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(r.metricPorts[i]), "--metrics-secure=false")
 	if err != nil {

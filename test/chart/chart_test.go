@@ -157,6 +157,8 @@ func TestDeployment(t *testing.T) {
 			"health-probe-bind-address": ":8081",
 			"zap-encoder":               "json",
 			"zap-log-level":             "info",
+			"allowed-api-urls":          "https://api.cloudflare.com/",
+			"install-id":                releaseNamespace,
 		}))
 		// A secret issuance in flight at shutdown gets up to 45s; the manager
 		// waits --graceful-shutdown-timeout for it, and the kubelet must wait longer.
@@ -186,6 +188,7 @@ func TestDeployment(t *testing.T) {
 			"manager.gracefulShutdownTimeout=2m", "terminationGracePeriodSeconds=150",
 			"manager.logLevel=debug", "metrics.port=9443", "metrics.secure=false", "health.port=9081",
 			"manager.extraArgs={--zap-stacktrace-level=panic}",
+			"allowedAPIURLs={https://api.cloudflare.com/,https://egress.corp.example/cloudflare/}",
 			"image.repository=registry.test/op", "image.tag=v9", "image.pullPolicy=Always",
 			"replicas=3", "serviceAccount.name=custom-sa",
 			"podAnnotations.team=platform", "nodeSelector.pool=system",
@@ -211,6 +214,8 @@ func TestDeployment(t *testing.T) {
 			"zap-encoder":               "json",
 			"zap-log-level":             "debug",
 			"zap-stacktrace-level":      "panic",
+			"allowed-api-urls":          "https://api.cloudflare.com/,https://egress.corp.example/cloudflare/",
+			"install-id":                releaseNamespace,
 		}))
 		g.Expect(c.Image).To(Equal("registry.test/op:v9"))
 		g.Expect(*d.Spec.Template.Spec.TerminationGracePeriodSeconds).To(BeEquivalentTo(150))
@@ -609,6 +614,8 @@ func TestValuesAreChecked(t *testing.T) {
 		{"bad namespace name", set("watchNamespaces={Team_A}"), "/watchNamespaces"},
 		{"bad duration", set("manager.driftCheckPeriod=ten minutes"), "/manager/driftCheckPeriod"},
 		{"cluster name that is not a DNS label", set("clusterName=EU_West"), "/clusterName"},
+		{"an allowed API URL that is not http(s)", set("allowedAPIURLs={ftp://api.cloudflare.com/}"), "/allowedAPIURLs"},
+		{"an allowed API URL with user info", set("allowedAPIURLs={https://me@api.cloudflare.com/}"), "/allowedAPIURLs"},
 		{"namespaced RBAC without namespaces", set("rbac.scope=namespaced"), "rbac.scope=namespaced needs watchNamespaces"},
 		{"replicas without leader election", set("leaderElection.enabled=false"), "replicas > 1 needs leaderElection.enabled"},
 	} {
@@ -683,6 +690,7 @@ func TestNotes(t *testing.T) {
 	g.Expect(n).To(ContainSubstring("kind: CloudflareAccount"))
 	g.Expect(n).To(ContainSubstring("kind: ServiceToken"))
 	g.Expect(n).To(ContainSubstring("create secret generic cloudflare-api"))
+	g.Expect(n).To(ContainSubstring("label secret cloudflare-api access.servicetoken.dev/credentials=true"))
 	g.Expect(n).To(ContainSubstring(`Secret
 "example-app-cf-access" in namespace default`))
 	g.Expect(n).To(ContainSubstring("rollout status deployment/" + fullname))

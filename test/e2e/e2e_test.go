@@ -180,7 +180,8 @@ func installAndRun(t *testing.T, objs []*unstructured.Unstructured) {
 	t.Cleanup(sim.Stop)
 
 	t.Logf("manager args (from the Deployment): %s", strings.Join(args, " "))
-	mgr, err := harness.StartManager(manager, kubeconfig, dir, "manager", args...)
+	// The install allows Cloudflare's API only; the last flag given wins.
+	mgr, err := harness.StartManager(manager, kubeconfig, dir, "manager", append(args, harness.AllowFlag(sim))...)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(mgr.Stop)
 
@@ -263,7 +264,8 @@ func (s *scenario) run(ctx context.Context) {
 		keyName = v1alpha1.DefaultAPITokenKey
 	}
 	g.Expect(c.Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.namespace, Name: acct.Spec.CredentialsRef.Name},
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.namespace, Name: acct.Spec.CredentialsRef.Name,
+			Labels: map[string]string{v1alpha1.LabelCredentials: "true"}},
 		StringData: map[string]string{keyName: apiToken},
 	})).To(Succeed())
 	g.Expect(c.Create(ctx, acct)).To(Succeed())

@@ -276,6 +276,16 @@ func StartSim(bin, logDir string, args ...string) (*Sim, error) {
 // APIURL is the base URL accounts point at.
 func (s *Sim) APIURL() string { return s.URL + "/client/v4" }
 
+// AllowFlag is the manager flag that lets accounts send their credentials
+// to these simulators (the manager's default allows Cloudflare's API only).
+func AllowFlag(sims ...*Sim) string {
+	urls := make([]string, 0, len(sims))
+	for _, s := range sims {
+		urls = append(urls, s.URL+"/")
+	}
+	return "--allowed-api-urls=" + strings.Join(urls, ",")
+}
+
 func (s *Sim) get(path string) ([]byte, error) {
 	resp, err := http.Get(s.URL + path)
 	if err != nil {

@@ -34,13 +34,14 @@ func TestHarnessRunsTheRealBinaries(t *testing.T) {
 	sim, err := StartSim(cfsim, dir, "--accounts="+account, "--api-tokens="+token)
 	g.Expect(err).NotTo(HaveOccurred())
 	defer sim.Stop()
-	mgr, err := StartManager(manager, cp.Kubeconfig, dir, "manager")
+	mgr, err := StartManager(manager, cp.Kubeconfig, dir, "manager", AllowFlag(sim))
 	g.Expect(err).NotTo(HaveOccurred())
 	defer mgr.Stop()
 
 	ctx := context.Background()
 	c := cp.Client
-	g.Expect(c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cf-api"},
+	g.Expect(c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cf-api",
+		Labels: map[string]string{v1alpha1.LabelCredentials: "true"}},
 		StringData: map[string]string{"apiToken": token}})).To(Succeed())
 	g.Expect(c.Create(ctx, &v1alpha1.CloudflareAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cf"},
 		Spec: v1alpha1.CloudflareAccountSpec{AccountSettings: v1alpha1.AccountSettings{AccountID: account, APIURL: sim.APIURL()},

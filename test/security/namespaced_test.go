@@ -126,7 +126,8 @@ func TestNamespacedModeCannotTouchOtherNamespaces(t *testing.T) {
 
 	// Every namespace gets the same setup; only a and b are watched.
 	for _, ns := range []string{"a", "b", "c"} {
-		must(c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cf-api"}, StringData: map[string]string{"apiToken": nsAPIToken}}))
+		must(c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cf-api",
+			Labels: map[string]string{v1alpha1.LabelCredentials: "true"}}, StringData: map[string]string{"apiToken": nsAPIToken}}))
 		must(c.Create(ctx, &v1alpha1.CloudflareAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "cf"},
 			Spec: v1alpha1.CloudflareAccountSpec{AccountSettings: v1alpha1.AccountSettings{AccountID: nsAccountID, APIURL: sim.APIURL()},
 				CredentialsRef: v1alpha1.CredentialsReference{Name: "cf-api"}}}))
@@ -138,7 +139,7 @@ func TestNamespacedModeCannotTouchOtherNamespaces(t *testing.T) {
 	must(c.Create(ctx, &v1alpha1.ServiceToken{ObjectMeta: metav1.ObjectMeta{Namespace: "c", Name: "grab"},
 		Spec: v1alpha1.ServiceTokenSpec{AccountRef: v1alpha1.AccountReference{Name: "cf"}, Secret: &v1alpha1.SecretTemplate{Name: "victim"}}}))
 
-	mgr, err := harness.StartManager(manager, kubeconfig, dir, "manager", "--watch-namespaces=a,b")
+	mgr, err := harness.StartManager(manager, kubeconfig, dir, "manager", "--watch-namespaces=a,b", harness.AllowFlag(sim))
 	must(err)
 	defer mgr.Stop()
 

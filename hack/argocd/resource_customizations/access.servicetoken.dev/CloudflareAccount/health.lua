@@ -16,6 +16,9 @@ local terminal = {
   CredentialsInvalid = true,
   CredentialsMissing = true,
   AccountNotAllowed = true,
+  CredentialsNotOptedIn = true,
+  APIURLNotAllowed = true,
+  AccountChanged = true,
 }
 
 local function find(conditions, conditionType)
