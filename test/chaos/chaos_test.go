@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"flag"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -19,6 +20,10 @@ func TestChaos(t *testing.T) {
 	}
 	cfg := *shortCfg
 	cfg.Logf = t.Logf
+	if cfg.Dir == "" {
+		// CHAOS_DIR keeps the logs of a run inside `make test` for a look afterwards.
+		cfg.Dir = os.Getenv("CHAOS_DIR")
+	}
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
 	}

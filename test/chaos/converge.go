@@ -246,8 +246,8 @@ func (r *run) evaluate(chk *check, list *v1alpha1.ServiceTokenList, secrets map[
 		if ready == nil || ready.Status != metav1.ConditionTrue || ready.ObservedGeneration != st.Generation ||
 			st.Status.ObservedGeneration != st.Generation {
 			reason := "none"
-			if ready != nil {
-				reason = string(ready.Status) + "/" + ready.Reason
+			if ready != nil { // the message and its age tell a stuck object from a slow one
+				reason = fmt.Sprintf("%s/%s since %s: %q", ready.Status, ready.Reason, ready.LastTransitionTime.UTC().Format(time.TimeOnly), ready.Message)
 			}
 			chk.add("servicetoken not Ready", "%s: Ready %s (generation %d, observed %d)", key, reason, st.Generation, st.Status.ObservedGeneration)
 		}
