@@ -78,7 +78,7 @@ var _ = Describe("An account's credentials", func() {
 				return c != nil && c.Reason == v1alpha1.ReasonAccountNotReady && strings.Contains(c.Message, r.message)
 			})
 			Consistently(spy.requests.Load, "1s", interval).Should(Equal(before), "nothing is sent to the account's API URL")
-			Expect(tokenIDs(st.Namespace + "/" + st.Name)).To(BeEmpty())
+			Expect(tokenIDs(tokenName(st))).To(BeEmpty())
 			raw, err := json.Marshal(acct)
 			Expect(err).NotTo(HaveOccurred())
 			Expect(string(raw)).NotTo(ContainSubstring(testAPIToken))
@@ -155,13 +155,13 @@ var _ = Describe("A ServiceToken whose account object now names another Cloudfla
 		noTokenIn := func(account string) {
 			GinkgoHelper()
 			for _, t := range simulator.Tokens() {
-				Expect(t.AccountID == account && t.Name == ns+"/app").To(BeFalse(), "a token was made in account %s", account)
+				Expect(t.AccountID == account && t.Name == tokenName(st)).To(BeFalse(), "a token was made in account %s", account)
 			}
 		}
 		poke(st)
 		Consistently(func() bool { _, ok := simToken(tokenID); return ok }, "1s", interval).Should(BeTrue())
 		noTokenIn(testOtherAccountID)
-		Expect(tokenIDs(ns+"/app")).To(Equal([]string{tokenID}), "no second token, in either account")
+		Expect(tokenIDs(tokenName(st))).To(Equal([]string{tokenID}), "no second token, in either account")
 
 		By("deleting the ServiceToken: the token is not deleted through the other account")
 		Expect(k8s.Delete(ctx(), get(st))).To(Succeed())
