@@ -62,6 +62,10 @@ const (
 	// ServiceToken's token has a new ID (a recreate, a zone token's
 	// replacement), which Access policies naming the old one do not admit.
 	ReasonTokenIDChanged = "TokenIDChanged"
+	// ReasonChangedOutsideOperator: not a condition reason but a Warning
+	// event's: the token was changed outside the operator (see
+	// status.lastExternalChange).
+	ReasonChangedOutsideOperator = "ChangedOutsideOperator"
 	// ReasonCredentialsNotOptedIn: the credentials Secret lacks the label
 	// LabelCredentials=true, so the operator does not read it as Cloudflare
 	// credentials (nothing is sent anywhere).
@@ -73,6 +77,10 @@ const (
 	// names another Cloudflare account than the one its token lives in
 	// (status.accountID). Nothing is created or deleted in either account.
 	ReasonAccountChanged = "AccountChanged"
+	// ReasonAdoptionFailed: the token named by the adopt-token-id annotation
+	// cannot be adopted (not in the referenced account, or made by another
+	// ServiceToken); nothing was changed, and no token was created.
+	ReasonAdoptionFailed = "AdoptionFailed"
 )
 
 // Annotations that request a one-off action on a ServiceToken. Any new value
@@ -85,6 +93,14 @@ const (
 	// no longer be deleted (account or credentials gone): set it to "true" and
 	// the finalizer is removed without deleting the token in Cloudflare.
 	AnnotationForceDelete = "access.servicetoken.dev/force-delete"
+	// AnnotationAdoptTokenID hands an existing token (made by Terraform, the
+	// dashboard, or a ServiceToken in another cluster) to a ServiceToken that
+	// has none: the operator checks that the token is in the referenced
+	// account and carries no other ServiceToken's marker, rotates it with the
+	// grace period to obtain a secret (the old one keeps working until the
+	// grace ends), and owns it from then on (status.adoptedTokenID). Acted on
+	// once.
+	AnnotationAdoptTokenID = "access.servicetoken.dev/adopt-token-id"
 )
 
 // LabelCredentials marks a Secret that may be used as the credentials of a

@@ -177,6 +177,50 @@ func OwnerMarker(uid types.UID) string {
 	return "#" + string(uid)
 }
 
+// MarkerOf returns the UID of the OwnerMarker a token name ends with: the
+// ServiceToken that made the token. ok is false for a name without one (a
+// token made by Terraform, the dashboard, or released by deletionPolicy
+// Orphan).
+func MarkerOf(name string) (types.UID, bool) {
+	i := strings.LastIndex(name, "#")
+	if i < 0 {
+		return "", false
+	}
+	uid := name[i+1:]
+	if !isUID(uid) {
+		return "", false
+	}
+	return types.UID(uid), true
+}
+
+// isUID reports whether s looks like a Kubernetes UID (a UUID in its
+// canonical 8-4-4-4-12 form).
+func isUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'):
+			return false
+		}
+	}
+	return true
+}
+
+// UnmarkedTokenName is name without its OwnerMarker (name itself when it
+// has none).
+func UnmarkedTokenName(name string) string {
+	if uid, ok := MarkerOf(name); ok {
+		return strings.TrimSuffix(name, OwnerMarker(uid))
+	}
+	return name
+}
+
 // MarkedTokenName is the name a token is created with: name itself when it
 // already ends with the object's OwnerMarker (a default name), else name
 // with the marker appended. An explicit spec.tokenName is set by a rename

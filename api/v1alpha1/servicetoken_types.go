@@ -362,7 +362,47 @@ type ServiceTokenStatus struct {
 	// rotation revokes the held one. See docs/renewal.md.
 	// +optional
 	LastRotationLostTime *metav1.Time `json:"lastRotationLostTime,omitempty"`
+	// tokenUpdatedAt is the token's updated_at as Cloudflare last reported it
+	// after a change the operator made or saw. A later updated_at that the
+	// operator did not cause means someone changed the token outside it (see
+	// lastExternalChange). Unset until Cloudflare reports one.
+	// +optional
+	TokenUpdatedAt *metav1.MicroTime `json:"tokenUpdatedAt,omitempty"`
+	// lastExternalChange is the last change to the token made outside the
+	// operator (the dashboard, Terraform, a script, Cloudflare's cleanup of
+	// inactive tokens), and what the operator did about it.
+	// +optional
+	LastExternalChange *ExternalChange `json:"lastExternalChange,omitempty"`
+	// adoptedTokenID is the token handed over with the
+	// access.servicetoken.dev/adopt-token-id annotation, once adopted: the
+	// annotation is acted on once, and may be removed afterwards.
+	// +optional
+	AdoptedTokenID string `json:"adoptedTokenID,omitempty"`
 }
+
+// ExternalChange is a change to a ServiceToken's token that the operator did
+// not make.
+type ExternalChange struct {
+	// kind is what changed: Rotated (updated_at moved and nothing readable
+	// changed: Cloudflare shows no other sign of a rotation), Modified (name,
+	// duration, enabled or expiry changed), Disabled, or Deleted (by someone,
+	// or by Cloudflare's cleanup of inactive tokens).
+	// +kubebuilder:validation:Enum=Rotated;Modified;Disabled;Deleted
+	Kind string `json:"kind"`
+	// observedTime is when the operator noticed it.
+	ObservedTime metav1.Time `json:"observedTime"`
+	// message says what changed and what the operator did about it.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// Kinds of ExternalChange.
+const (
+	ExternalRotated  = "Rotated"
+	ExternalModified = "Modified"
+	ExternalDisabled = "Disabled"
+	ExternalDeleted  = "Deleted"
+)
 
 // ServiceToken is a Cloudflare Access service token whose client ID and
 // secret the operator keeps in a Secret, renewing and rotating it on schedule.

@@ -262,5 +262,6 @@ func (inv *Inventory) DriftCheck(ctx context.Context) ([]types.NamespacedName, e
 
 func tokenChanged(a, b cf.Token) bool {
 	return a.Name != b.Name || a.Enabled != b.Enabled || a.Duration != b.Duration ||
-		!a.ExpiresAt.Equal(b.ExpiresAt) || a.ClientID != b.ClientID
+		!a.ExpiresAt.Equal(b.ExpiresAt) || a.ClientID != b.ClientID ||
+		(a.Knows(cf.FieldUpdatedAt) && b.Knows(cf.FieldUpdatedAt) && !a.UpdatedAt.Equal(b.UpdatedAt)) // a rotation shows only here
 }

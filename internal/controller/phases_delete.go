@@ -8,10 +8,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
 )
 
 // reconcileDelete removes the Cloudflare token (deletionPolicy Delete) and
@@ -35,7 +38,12 @@ func (r *ServiceTokenReconciler) reconcileDelete(ctx context.Context, s *scope) 
 	}
 	eff, err := st.EffectiveIn(r.Options.ClusterName)
 	if err == nil && eff.DeletionPolicy == v1alpha1.DeletionOrphan {
-		r.event(s, corev1.EventTypeNormal, "Orphaned", "Delete", "deletionPolicy Orphan: token %s is left in Cloudflare", st.Status.TokenID)
+		s.eff = eff
+		if err := r.keepOrphaned(ctx, s); err != nil {
+			return err
+		}
+		r.event(s, corev1.EventTypeNormal, "Orphaned", "Delete", "deletionPolicy Orphan: token %s is left in Cloudflare, and Secret %s is kept",
+			st.Status.TokenID, st.Status.SecretName)
 		return r.release(ctx, s)
 	}
 	s.eff = eff
@@ -128,4 +136,75 @@ func (r *ServiceTokenReconciler) release(ctx context.Context, s *scope) error {
 		return fmt.Errorf("removing finalizer: %w", err)
 	}
 	return nil
+}
+
+// keepOrphaned makes deletionPolicy Orphan keep what it promises, ready to
+// be adopted elsewhere (the adopt-token-id annotation): the Secret loses
+// this object's ownerReference and the managed label, so garbage collection
+// leaves it when the ServiceToken goes, and the token loses this object's
+// "#<uid>" marker, so another ServiceToken may adopt it. Only the Secret
+// must succeed (else it would be collected with the object); the rename is
+// best effort, as an unreachable account must not hold a deletion that
+// deletes nothing.
+func (r *ServiceTokenReconciler) keepOrphaned(ctx context.Context, s *scope) error {
+	if err := r.releaseSecretOf(ctx, s.st); err != nil {
+		return fmt.Errorf("keeping Secret %s for deletionPolicy Orphan: %w", s.st.Status.SecretName, err)
+	}
+	if err := r.unmarkOrphan(ctx, s); err != nil {
+		r.event(s, corev1.EventTypeWarning, "OrphanMarkerKept", "Delete",
+			"token %s keeps the marker %q in its name (%v): before another ServiceToken can adopt it, remove the marker from its name in Cloudflare",
+			s.st.Status.TokenID, v1alpha1.OwnerMarker(s.st.UID), err)
+	}
+	return nil
+}
+
+// releaseSecretOf drops st's ownerReference and the managed label from the
+// Secret it controls, keeping everything else.
+func (r *ServiceTokenReconciler) releaseSecretOf(ctx context.Context, st *v1alpha1.ServiceToken) error {
+	name := st.Status.SecretName
+	if name == "" {
+		return nil
+	}
+	secret := &corev1.Secret{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: st.Namespace, Name: name}, secret); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !metav1.IsControlledBy(secret, st) {
+		return nil // not ours (or released already)
+	}
+	base := secret.DeepCopy()
+	secret.OwnerReferences = slices.DeleteFunc(secret.OwnerReferences, func(o metav1.OwnerReference) bool { return o.UID == st.UID })
+	delete(secret.Labels, v1alpha1.LabelManaged)
+	// The optimistic lock keeps other owners' references: a merge patch
+	// replaces the list whole.
+	return client.IgnoreNotFound(r.Patch(ctx, secret, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})))
+}
+
+// unmarkOrphan renames the token to its name without this object's marker,
+// after reading it: status alone does not prove which token is ours.
+func (r *ServiceTokenReconciler) unmarkOrphan(ctx context.Context, s *scope) error {
+	st := s.st
+	if st.Status.TokenID == "" {
+		return nil
+	}
+	acct, err := r.Accounts.ResolveForDeletion(ctx, st, accountKindOf(st))
+	if err != nil {
+		return err
+	}
+	t, err := acct.Client.Get(ctx, acct.Scope, st.Status.TokenID)
+	if err != nil {
+		return client.IgnoreNotFound(ignoreCFNotFound(err))
+	}
+	if uid, ok := v1alpha1.MarkerOf(t.Name); !ok || uid != st.UID {
+		return nil
+	}
+	_, err = acct.Client.Update(ctx, acct.Scope, t.ID, cf.TokenSpec{Name: v1alpha1.UnmarkedTokenName(t.Name), Enabled: t.Enabled})
+	return err
+}
+
+func ignoreCFNotFound(err error) error {
+	if cf.IsNotFound(err) {
+		return nil
+	}
+	return err
 }

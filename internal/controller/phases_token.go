@@ -82,6 +82,7 @@ func (r *ServiceTokenReconciler) adopt(s *scope, t cf.Token) {
 	st := s.st
 	st.Status.TokenID, st.Status.ClientID, st.Status.TokenName = t.ID, t.ClientID, t.Name
 	st.Status.AccountID = s.acct.Scope.AccountID
+	rememberUpdate(st, t)
 	r.Inventory.Track(t.ID, types.NamespacedName{Namespace: st.Namespace, Name: st.Name})
 }
 
@@ -103,11 +104,13 @@ func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) erro
 		default:
 			r.event(s, corev1.EventTypeWarning, "TokenMissing", "Recreate",
 				"token %s no longer exists in Cloudflare (deleted outside the operator); creating a new one", id)
+			r.noticeDeleted(s, id)
 		}
 	}
-	if s.token != nil && !s.owns(*s.token) {
+	if s.token != nil && !s.adopting && !s.owns(*s.token) {
 		return s.notOwned(*s.token)
 	}
+	r.noticeExternalChange(s)
 	if s.token == nil {
 		if other, taken := s.nameTaken(); taken {
 			return s.nameConflict(other)
@@ -201,6 +204,7 @@ func (r *ServiceTokenReconciler) admit(ctx context.Context, s *scope, op string)
 // stored records a token state Cloudflare returned after a write, keeping
 // the last known value of any field the answer left out.
 func (r *ServiceTokenReconciler) stored(s *scope, t cf.Token) {
+	rememberUpdate(s.st, t) // before filling: only what this response said
 	if s.token != nil {
 		t = t.Fill(*s.token)
 	}
@@ -238,6 +242,16 @@ func (r *ServiceTokenReconciler) renew(ctx context.Context, s *scope) error {
 
 	switch {
 	case s.creds != nil: // a secret was issued in this reconcile already
+	case s.adopting || s.externalRotation:
+		// Even during a grace period: an adopted token's secret is not ours,
+		// and a rotation made elsewhere has revoked the previous secrets.
+		s.why = "adopting the token"
+		if s.externalRotation {
+			s.why = "the token may have been rotated outside the operator"
+		}
+		if err := r.rotate(ctx, s); err != nil {
+			return r.refreshAnyway(ctx, s, err)
+		}
 	case !s.secretOK:
 		if !s.secretUnknown && !s.rotationLost {
 			r.event(s, corev1.EventTypeWarning, "SecretLost", "Recover",

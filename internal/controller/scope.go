@@ -53,6 +53,12 @@ type scope struct {
 	// know (lost create response); recovery rotates (with the grace period:
 	// a Secret deleted since may have held it).
 	secretUnknown bool
+	// externalRotation: the token's updated_at moved with nothing readable
+	// changed, so it may have been rotated elsewhere (noticeExternalChange).
+	externalRotation bool
+	// adopting: the token was adopted in this reconcile (adoptRequested) and
+	// needs a secret of ours.
+	adopting bool
 	// blocked is a problem a person must fix that leaves the token working
 	// (a rename refused for a name conflict): the remaining phases still
 	// run, and it is the reconcile's outcome.

@@ -133,6 +133,7 @@ func (r *ServiceTokenReconciler) reconcileNormal(ctx context.Context, s *scope) 
 		r.resolveAccount,  // account object, permission, client
 		r.observeSecret,   // our Secret, a conflicting one, or none
 		r.observeToken,    // the Cloudflare token, and any interrupted operation
+		r.adoptRequested,  // a token handed over with the adopt-token-id annotation
 		r.ensureToken,     // create, recreate or update in place
 		r.renew,           // refresh or rotate when due, requested or needed
 		r.ensureSecret,    // write the credential and metadata

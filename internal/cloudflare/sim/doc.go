@@ -16,7 +16,7 @@
 //     POST /_sim/reset-stats, GET /_sim/requests, GET /_sim/issued-secrets.
 //
 // The Go API offers the same oracle: Tokens, Verify, Stats, RequestLog,
-// IssuedSecrets, SetFaults, DeleteTokenOutOfBand, UpdateTokenOutOfBand and
+// IssuedSecrets, SetFaults, DeleteTokenOutOfBand, UpdateTokenOutOfBand, RotateTokenOutOfBand and
 // ResetStats; SpendBudget and UserOf play other clients of a user's budget.
 //
 // # Facts implemented as published or observed (API-NOTES.md)

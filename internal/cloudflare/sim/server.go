@@ -356,7 +356,27 @@ func (s *Server) UpdateTokenOutOfBand(id string, mutate func(*TokenState)) bool 
 	t := e.state
 	mutate(&t)
 	t.ID, t.AccountID, t.ZoneID, t.ClientID = e.state.ID, e.state.AccountID, e.state.ZoneID, e.state.ClientID
+	if t.UpdatedAt.Equal(e.state.UpdatedAt) { // as Cloudflare does on any change, unless mutate set it
+		t.UpdatedAt = s.now()
+	}
 	s.st.rename(e, t.Name)
 	e.state = t
+	return true
+}
+
+// RotateTokenOutOfBand rotates a token as someone using the dashboard would,
+// revoking its current secret at once (no grace). It reports whether the
+// token existed; the new secret is kept by the simulator only.
+func (s *Server) RotateTokenOutOfBand(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.st.byID[id]
+	if e == nil {
+		return false
+	}
+	now := s.now()
+	s.rotateLocked(&e.state, time.Time{}, now)
+	e.state.ClientSecretVersion++
+	e.state.UpdatedAt = now
 	return true
 }
