@@ -303,6 +303,14 @@ type ServiceTokenStatus struct {
 	// clientID is the token's client ID (sent as CF-Access-Client-Id; not a secret).
 	// +optional
 	ClientID string `json:"clientID,omitempty"`
+	// ownershipProof proves that the operator made (or adopted) the token
+	// in tokenID for this object: an HMAC of the object's UID and the token
+	// ID keyed with the account's credentials. Status alone proves nothing
+	// (whoever may write it could name another tenant's token); this proof
+	// can be made only with the credentials. It lets the operator recognise
+	// a token under an explicit spec.tokenName after its Secret is lost.
+	// +optional
+	OwnershipProof string `json:"ownershipProof,omitempty"`
 	// tokenName is the token's name in Cloudflare.
 	// +optional
 	TokenName string `json:"tokenName,omitempty"`

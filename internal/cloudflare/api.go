@@ -120,6 +120,11 @@ type Client interface {
 	// Rotate issues a new secret for an account-scoped token. The previous
 	// secret keeps working until previousExpiresAt; zero revokes it at once.
 	Rotate(ctx context.Context, accountID, id string, previousExpiresAt time.Time) (Credentials, error)
+	// Vouch returns a proof of parts that only these credentials can make (an
+	// HMAC keyed with a hash of them), and that reveals nothing about them.
+	// The operator keeps Vouch(uid, tokenID) in a ServiceToken's status: who
+	// may write status, but not read the credentials, cannot forge it.
+	Vouch(parts ...string) string
 }
 
 // AccountConfig is everything needed to build a Client for one account object.

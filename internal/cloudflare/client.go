@@ -2,10 +2,14 @@ package cloudflare
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudflare/cloudflare-go/v7/option"
@@ -34,6 +38,7 @@ type client struct {
 	metrics     recorder
 	clock       clock.PassiveClock
 	credentials []string // API token/key, only to scrub them from error text
+	vouchKey    []byte   // derived from the credentials (Vouch)
 }
 
 var _ Client = (*client)(nil)
@@ -58,7 +63,26 @@ func newClient(cfg AccountConfig, httpClient *http.Client, timeout time.Duration
 		metrics:     m,
 		clock:       clk,
 		credentials: []string{cfg.APIToken, cfg.APIKey},
+		vouchKey:    vouchKey(cfg),
 	}
+}
+
+// vouchKey derives Vouch's key from the credentials, so that the proofs an
+// operator made stay valid across restarts and replicas, and only holders of
+// the credentials can make them.
+func vouchKey(cfg AccountConfig) []byte {
+	h := sha256.New()
+	for _, s := range []string{"servicetoken-operator vouch v1", cfg.APIToken, cfg.APIKey, cfg.Email} {
+		_, _ = h.Write([]byte(s))
+		_, _ = h.Write([]byte{0})
+	}
+	return h.Sum(nil)
+}
+
+func (c *client) Vouch(parts ...string) string {
+	m := hmac.New(sha256.New, c.vouchKey)
+	_, _ = m.Write([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 // call runs one SDK request through the limiter, records metrics and, on

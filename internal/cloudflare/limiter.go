@@ -2,6 +2,7 @@ package cloudflare
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -600,4 +601,16 @@ func (l *Limiter) refuse(retryAfter time.Duration, msg string) error {
 func fitsDeadline(ctx context.Context, wait time.Duration) bool {
 	dl, ok := ctx.Deadline()
 	return !ok || wait == 0 || wait <= time.Until(dl)
+}
+
+// State describes the limiter for a debug log line: what a refusal was
+// based on. It holds no credential.
+func (l *Limiter) State() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.clock.Now()
+	return fmt.Sprintf("tokens=%.2f rate=%.3f/s burst=%d line=%d paused=%s steered=%s others=%.3f/s estimated=%t quota=%d",
+		l.bucket.TokensAt(now), float64(l.bucket.Limit()), l.bucket.Burst(), len(l.line),
+		max(l.pausedUntil.Sub(now), 0).Round(time.Millisecond), max(l.steeredUntil.Sub(now), 0).Round(time.Second),
+		l.others, l.estimated, l.quota)
 }

@@ -228,6 +228,34 @@ var _ = Describe("Token identity and ownership", func() {
 		expectUntouched(foreignID, foreignCred)
 	})
 
+	It("still knows a token under an explicit tokenName as its own after the Secret is deleted: the proof in status, made with the credentials", func() {
+		st := serviceToken(ns, "proven", func(st *v1alpha1.ServiceToken) { st.Spec.TokenName = "proven " + ns })
+		Expect(k8s.Create(ctx(), st)).To(Succeed())
+		st = waitReady(st)
+		id := st.Status.TokenID
+		Expect(st.Status.OwnershipProof).NotTo(BeEmpty())
+		Expect(st.Status.OwnershipProof).NotTo(ContainSubstring(testAPIToken))
+		Expect(k8s.Delete(ctx(), secretOf(st))).To(Succeed())
+		st = waitFor(st, "a new secret in a new Secret", func(st *v1alpha1.ServiceToken) bool {
+			return isReady(st) && st.Status.LastRotationTime != nil && callsOn(sim.OpRotate, id) == 1
+		})
+		Expect(st.Status.TokenID).To(Equal(id), "the same token, rotated")
+		Eventually(func() bool { return credentialOf(st).works() }, timeout, interval).Should(BeTrue())
+		Expect(op.events.reasons(st)).NotTo(ContainElement(v1alpha1.ReasonTokenNotOwned))
+
+		// With the operator down, the Secret and then the ServiceToken are
+		// deleted: only the proof is left to show the token is this object's.
+		op.stop()
+		Expect(k8s.Delete(ctx(), secretOf(st))).To(Succeed())
+		Expect(k8s.Delete(ctx(), st)).To(Succeed())
+		op = startOperator(ns, Options{})
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKeyFromObject(st), &v1alpha1.ServiceToken{}))
+		}, timeout, interval).Should(BeTrue())
+		_, exists := simToken(id)
+		Expect(exists).To(BeFalse(), "deleted with the ServiceToken: the proof is enough")
+	})
+
 	It("does not rotate, renew, update or delete a foreign token that status.tokenID is pointed at", func() {
 		st := serviceToken(ns, "pointed")
 		Expect(k8s.Create(ctx(), st)).To(Succeed())
@@ -235,6 +263,7 @@ var _ = Describe("Token identity and ownership", func() {
 		foreignID, foreignCred := foreignToken("another tenant " + ns)
 		// Someone who may write servicetokens/status, not Cloudflare.
 		cur := get(st)
+		Expect(cur.Status.OwnershipProof).NotTo(BeEmpty(), "the proof of its own token stays: it does not prove another")
 		patch := client.MergeFrom(cur.DeepCopy())
 		cur.Status.TokenID, cur.Status.ClientID = foreignID, foreignCred.id
 		Expect(k8s.Status().Patch(ctx(), cur, patch)).To(Succeed())

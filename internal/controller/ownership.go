@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/hmac"
 	"fmt"
 	"strings"
 
@@ -27,7 +28,33 @@ import (
 //     s.held), as it does for a token renamed to an explicit spec.tokenName,
 //     or created before names carried the marker.
 func (s *scope) owns(t cf.Token) bool {
-	return s.marked(t) || s.holds(t)
+	return s.marked(t) || s.holds(t) || s.vouched(t)
+}
+
+// vouched reports whether status.ownershipProof proves t this object's: a
+// proof only the account's credentials can make, for this UID and t's ID.
+func (s *scope) vouched(t cf.Token) bool {
+	proof := s.st.Status.OwnershipProof
+	return proof != "" && s.acct != nil && s.acct.Client != nil && t.ID != "" && t.ID == s.st.Status.TokenID &&
+		hmac.Equal([]byte(proof), []byte(s.acct.Client.Vouch(string(s.st.UID), t.ID)))
+}
+
+// vouchToken is the phase that keeps status.ownershipProof current.
+func (r *ServiceTokenReconciler) vouchToken(_ context.Context, s *scope) error {
+	s.vouch()
+	return nil
+}
+
+// vouch records the proof that status.tokenID is this object's, once the
+// token is proven by its marker or the Secret, so it stays provable when
+// both are gone: an explicit spec.tokenName has no marker, and a Secret can
+// be deleted.
+func (s *scope) vouch() {
+	t := s.token
+	if t == nil || t.ID != s.st.Status.TokenID || !s.owns(*t) {
+		return
+	}
+	s.st.Status.OwnershipProof = s.acct.Client.Vouch(string(s.st.UID), t.ID)
 }
 
 // marked reports whether t's name ends with this object's OwnerMarker.
@@ -83,7 +110,7 @@ func (s *scope) nameConflict(other cf.Token) error {
 func (s *scope) notOwned(t cf.Token) error {
 	return terminal(v1alpha1.ReasonTokenNotOwned,
 		"status.tokenID names Cloudflare token %s (%q), which this ServiceToken cannot prove it made: its name does not end with %q "+
-			"and Secret %s does not hold its credential. It is not rotated, renewed, updated or deleted. If it is this object's token, "+
+			"and Secret %s does not hold its credential (nor does status.ownershipProof match). It is not rotated, renewed, updated or deleted. If it is this object's token, "+
 			"rename it in Cloudflare to end with %q; otherwise clear status.tokenID and a new token is created",
 		t.ID, t.Name, v1alpha1.OwnerMarker(s.st.UID), s.eff.SecretName, v1alpha1.OwnerMarker(s.st.UID))
 }

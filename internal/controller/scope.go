@@ -198,6 +198,14 @@ func (r *ServiceTokenReconciler) finish(ctx context.Context, s *scope, err error
 	if blocked(out) && (before == nil || before.Reason != out.reason) {
 		r.event(s, corev1.EventTypeWarning, out.reason, "Reconcile", "%s", out.message)
 	}
+	if out.reason == v1alpha1.ReasonRateLimited && s.acct != nil {
+		if src, ok := r.Accounts.Factory.(cf.LimiterSource); ok {
+			if lim := src.Limiter(s.acct.Account.Key); lim != nil {
+				ctrl.LoggerFrom(ctx).V(1).Info("waiting for the Cloudflare rate limit", "retryIn", result.RequeueAfter.String(),
+					"limiter", lim.State())
+			}
+		}
+	}
 	if out.kind == outcomeRetry {
 		ctrl.LoggerFrom(ctx).Info("reconcile failed, retrying", "reason", out.reason, "error", out.message,
 			"failedAttempts", st.Status.FailedAttempts, "retryIn", result.RequeueAfter.String())

@@ -137,6 +137,7 @@ func (r *ServiceTokenReconciler) reconcileNormal(ctx context.Context, s *scope) 
 		r.ensureToken,     // create, recreate or update in place
 		r.renew,           // refresh or rotate when due, requested or needed
 		r.ensureSecret,    // write the credential and metadata
+		r.vouchToken,      // record the proof that the token is this object's
 		r.cleanupSecrets,  // Secrets an interrupted move left under an old name
 		r.cleanupPrevious, // delete a replaced zone token after its grace period
 	}

@@ -67,6 +67,9 @@ func (r *run) converge(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			r.res.ConvergeSeconds = time.Since(start).Seconds()
 			r.cfg.Logf("chaos: NOT converged after %s", r.cfg.Converge)
+			for _, l := range r.lastLimiterWaits(5) {
+				r.cfg.Logf("chaos: last rate-limit waits: %s", l)
+			}
 			break
 		}
 		r.cfg.Logf("chaos: not converged yet: %v", chk.counts)
@@ -442,4 +445,34 @@ func (r *run) readyCount(ctx context.Context) (ready, total int, err error) {
 		}
 	}
 	return ready, total, nil
+}
+
+// lastLimiterWaits returns the managers' last n debug lines about objects
+// waiting for the rate limiter (with the limiter's state), oldest first: what
+// to read when objects stay RateLimited.
+func (r *run) lastLimiterWaits(n int) []string {
+	logs, _ := filepath.Glob(filepath.Join(r.dir, "manager-*.log"))
+	var lines []string
+	for _, f := range logs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			var e struct {
+				TS        string `json:"ts"`
+				Msg       string `json:"msg"`
+				Namespace string `json:"namespace"`
+				Name      string `json:"name"`
+				RetryIn   string `json:"retryIn"`
+				Limiter   string `json:"limiter"`
+			}
+			if !strings.Contains(l, "waiting for the Cloudflare rate limit") || json.Unmarshal([]byte(l), &e) != nil {
+				continue
+			}
+			lines = append(lines, fmt.Sprintf("%s %s %s/%s retry in %s; %s", e.TS, filepath.Base(f), e.Namespace, e.Name, e.RetryIn, e.Limiter))
+		}
+	}
+	sort.Strings(lines)
+	return lines[max(len(lines)-n, 0):]
 }

@@ -161,7 +161,8 @@ var credentialsLabel = map[string]string{v1alpha1.LabelCredentials: "true"}
 func (r *run) startManager(i int) error {
 	p, err := harness.StartManager(r.managerBin, r.cp.Kubeconfig, r.dir, fmt.Sprintf("manager-%d", i), harness.AllowFlag(r.sim),
 		"--leader-elect", "--leader-election-namespace="+systemNS, "--drift-check-period="+r.cfg.DriftPeriod.String(),
-		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(r.metricPorts[i]), "--metrics-secure=false")
+		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(r.metricPorts[i]), "--metrics-secure=false",
+		"--zap-log-level=debug") // the limiter's state when an object waits for it
 	if err != nil {
 		return err
 	}
