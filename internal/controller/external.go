@@ -20,12 +20,17 @@ import (
 // comparison with the old one would take our own change for someone else's.
 func rememberUpdate(st *v1alpha1.ServiceToken, resp cf.Token) {
 	if !resp.Knows(cf.FieldUpdatedAt) || resp.UpdatedAt.IsZero() {
-		st.Status.TokenUpdatedAt = nil
+		forgetUpdate(st)
 		return
 	}
 	t := metav1.NewMicroTime(resp.UpdatedAt.UTC().Truncate(time.Microsecond))
 	st.Status.TokenUpdatedAt = &t
 }
+
+// forgetUpdate drops the recorded updated_at after a change whose answer did
+// not carry it (or never came): the next list gives the baseline, and nothing
+// is taken for someone else's change meanwhile.
+func forgetUpdate(st *v1alpha1.ServiceToken) { st.Status.TokenUpdatedAt = nil }
 
 // noticeExternalChange compares the token with what the operator last knew
 // of it. Cloudflare shows a rotation only by a new updated_at, so an
@@ -49,6 +54,12 @@ func (r *ServiceTokenReconciler) noticeExternalChange(s *scope) {
 		return
 	}
 	rememberUpdate(st, *t)
+	if st.Generation != st.Status.ObservedGeneration {
+		// A spec change was being applied: an update whose answer was lost
+		// (a crash, a dropped response) moves updated_at to no visible end
+		// (the token now matches the new spec). Not someone else's change.
+		return
+	}
 	var what []string
 	if t.Knows(cf.FieldName) && st.Status.TokenName != "" && t.Name != st.Status.TokenName {
 		what = append(what, fmt.Sprintf("renamed to %q", t.Name))

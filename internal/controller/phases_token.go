@@ -71,6 +71,7 @@ func (r *ServiceTokenReconciler) observeToken(ctx context.Context, s *scope) err
 		}
 	}
 	if pending != nil {
+		forgetUpdate(s.st) // the interrupted call may have moved updated_at: ours, not someone else's
 		return r.settlePending(ctx, s, pending)
 	}
 	return nil
@@ -133,6 +134,7 @@ func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) erro
 	}
 	t, err := s.acct.Client.Update(ctx, s.acct.Scope, s.token.ID, spec)
 	if err != nil {
+		forgetUpdate(s.st)
 		return fmt.Errorf("updating token %s: %w", s.token.ID, err)
 	}
 	r.stored(s, t)
@@ -204,7 +206,13 @@ func (r *ServiceTokenReconciler) admit(ctx context.Context, s *scope, op string)
 // stored records a token state Cloudflare returned after a write, keeping
 // the last known value of any field the answer left out.
 func (r *ServiceTokenReconciler) stored(s *scope, t cf.Token) {
-	rememberUpdate(s.st, t) // before filling: only what this response said
+	// Only an updated_at this response carried: one filled in from the
+	// token as it was (renewLifetime fills) predates the write.
+	if s.token != nil && t.UpdatedAt.Equal(s.token.UpdatedAt) {
+		forgetUpdate(s.st)
+	} else {
+		rememberUpdate(s.st, t)
+	}
 	if s.token != nil {
 		t = t.Fill(*s.token)
 	}
@@ -463,6 +471,7 @@ func (r *ServiceTokenReconciler) markReplaced(ctx context.Context, s *scope) err
 	}
 	marked, err := s.acct.Client.Update(ctx, s.acct.Scope, t.ID, cf.TokenSpec{Name: s.markedName(), Enabled: t.Enabled})
 	if err != nil {
+		forgetUpdate(s.st)
 		return fmt.Errorf("marking zone token %s before its replacement: %w", t.ID, err)
 	}
 	r.stored(s, marked)
@@ -517,6 +526,7 @@ func timeOf(t *metav1.Time) time.Time {
 func (r *ServiceTokenReconciler) refresh(ctx context.Context, s *scope) error {
 	t, err := r.renewLifetime(ctx, s)
 	if err != nil {
+		forgetUpdate(s.st) // a write may have landed: its updated_at is not someone else's
 		return fmt.Errorf("refreshing token %s: %w", s.token.ID, err)
 	}
 	r.stored(s, t)
