@@ -335,6 +335,11 @@ type ServiceTokenStatus struct {
 	// previousSecretExpiresAt has passed.
 	// +optional
 	PreviousTokenID string `json:"previousTokenID,omitempty"`
+	// previousOwnershipProof is ownershipProof for previousTokenID, kept
+	// from before the replacement, so the replaced token can be proven this
+	// object's, and deleted, when its grace period ends.
+	// +optional
+	PreviousOwnershipProof string `json:"previousOwnershipProof,omitempty"`
 	// secretName is the Secret holding the credential.
 	// +optional
 	SecretName string `json:"secretName,omitempty"`

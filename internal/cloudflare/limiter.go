@@ -24,6 +24,14 @@ var DefaultRateLimit = RateLimit{Requests: 1200, Period: 5 * time.Minute}
 // included), and a refused caller keeps its place in line (see turn).
 const DefaultMaxWait = 250 * time.Millisecond
 
+// admittedWait is how long the later calls of a reconcile that already got
+// a slot may wait for theirs (at least the max wait). Refusing them would
+// waste the calls already made: the reconcile would start over and spend
+// them again, and under load a reconcile that needs two calls in a row
+// would never get both (each retry spends the first and is refused the
+// second).
+const admittedWait = 2 * time.Second
+
 // lateTurn is how long past its due time a caller in line holds up the
 // callers behind it. One later than that (its object is waiting in a busy
 // work queue, or was deleted) lets them go, and keeps its precedence for
@@ -474,9 +482,13 @@ func (l *Limiter) turnLocked(ctx context.Context, now time.Time) (time.Duration,
 	c := callerOf(ctx)
 	if c == nil || c.admitted {
 		// Unnamed callers (account checks, lists) are few and go first; so
-		// does the rest of a reconcile that already got a slot.
-		wait := l.delayForLocked(now, 1)
-		if wait <= l.maxWait && fitsDeadline(ctx, wait) {
+		// does the rest of a reconcile that already got a slot, which may
+		// wait longer for it.
+		wait, most := l.delayForLocked(now, 1), l.maxWait
+		if c != nil {
+			most = max(most, admittedWait)
+		}
+		if wait <= most && fitsDeadline(ctx, wait) {
 			return 0, true
 		}
 		return l.promiseLocked(now, wait), false

@@ -30,6 +30,7 @@ type lineWorld struct {
 
 type lineCaller struct {
 	name      string
+	admitted  context.Context // Admit said yes: the call follows (after the intent is written)
 	next      time.Time // when it calls next
 	waiting   bool      // refused at least once for the current need
 	needSince time.Time
@@ -54,10 +55,10 @@ func TestLimiterLineStrandsNobody(t *testing.T) {
 	// calls a second of a budget of 3.9, and come back up to late after
 	// their time (a busy work queue). Nobody should wait long; a caller
 	// stranded in line would wait until the end of the run.
-	for _, c := range []struct{ gapMS, lateMS int }{{55_000, 2000}, {20_000, 10_000}, {15_000, 5000}} {
+	for _, c := range []struct{ gapMS, lateMS, admitMS int }{{55_000, 2000, 50}, {20_000, 10_000, 1000}, {15_000, 5000, 500}} {
 		for seed := uint64(1); seed <= 4; seed++ {
-			t.Run(fmt.Sprintf("gap %dms late %dms seed %d", c.gapMS, c.lateMS, seed), func(t *testing.T) {
-				worst, overBudget := playLine(t, seed, c.gapMS, c.lateMS)
+			t.Run(fmt.Sprintf("gap %dms late %dms admit %dms seed %d", c.gapMS, c.lateMS, c.admitMS, seed), func(t *testing.T) {
+				worst, overBudget := playLine(t, seed, c.gapMS, c.lateMS, c.admitMS)
 				t.Logf("longest wait of a caller that kept coming back: %s", worst)
 				if overBudget {
 					t.Errorf("the limiter let more than the budget through in one window")
@@ -70,7 +71,7 @@ func TestLimiterLineStrandsNobody(t *testing.T) {
 	}
 }
 
-func playLine(t *testing.T, seed uint64, gapMS, lateMS int) (worst time.Duration, overBudget bool) {
+func playLine(t *testing.T, seed uint64, gapMS, lateMS, admitMS int) (worst time.Duration, overBudget bool) {
 	t.Helper()
 	clk := clocktesting.NewFakeClock(testEpoch)
 	budget := DefaultRateLimit
@@ -89,6 +90,11 @@ func playLine(t *testing.T, seed uint64, gapMS, lateMS int) (worst time.Duration
 		if w.rnd.Float64() < tick.Seconds()/20 { // a 429 about every 20 s
 			w.lim.Pause(time.Second)
 		}
+		if now.Sub(testEpoch)%(30*time.Second) == 0 { // the drift check's list, unnamed
+			if w.lim.Wait(context.Background()) == nil {
+				w.lim.Observe(w.respond(now))
+			}
+		}
 		for _, c := range callers {
 			if now.Before(c.next) {
 				continue
@@ -96,10 +102,17 @@ func playLine(t *testing.T, seed uint64, gapMS, lateMS int) (worst time.Duration
 			if !c.waiting {
 				c.needSince = now
 			}
-			ctx := WithCaller(context.Background(), c.name)
-			err := w.lim.Admit(ctx)
-			if err == nil {
-				err = w.lim.Wait(ctx)
+			var err error
+			if c.admitted == nil {
+				ctx := WithCaller(context.Background(), c.name)
+				if err = w.lim.Admit(ctx); err == nil {
+					// The intent is written to the API server before the call.
+					c.admitted, c.next = ctx, now.Add(time.Duration(w.rnd.IntN(admitMS))*time.Millisecond)
+					continue
+				}
+			} else {
+				err = w.lim.Wait(c.admitted)
+				c.admitted = nil
 			}
 			if err == nil {
 				w.lim.Observe(w.respond(now))

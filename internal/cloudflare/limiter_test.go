@@ -457,6 +457,26 @@ func TestLimiterAdmittedReconcileDoesNotQueueAgain(t *testing.T) {
 	g.Expect(KindOf(lim.Wait(named("b")))).To(Equal(KindRateLimited))
 }
 
+// The later calls of a reconcile that got a slot wait for theirs (up to
+// admittedWait) instead of being refused: refused, the reconcile would start
+// over and spend its first call again, and under load never get both.
+func TestLimiterLetsAnAdmittedReconcileWaitForItsNextCall(t *testing.T) {
+	g, clk, lim := spentLimiter(t) // one slot a second, max wait 100ms
+	clk.Step(time.Second)
+	ctx := named("a")
+	g.Expect(lim.Wait(ctx)).To(Succeed())
+	done := make(chan error, 1)
+	go func() { done <- lim.Wait(ctx) }()
+	waitFor(t, "a's second call to wait for its slot", clk.HasWaiters)
+	g.Expect(KindOf(lim.Wait(named("b")))).To(Equal(KindRateLimited), "the slot a waits for is a's")
+	clk.Step(time.Second)
+	g.Expect(<-done).To(Succeed())
+
+	// A pause refuses it all the same, and tells it when to come back.
+	lim.Pause(5 * time.Second)
+	g.Expect(RetryAfterOf(lim.Wait(ctx))).To(Equal(5 * time.Second))
+}
+
 // A pause (429, or the budget held at the reserve) keeps the line's order:
 // callers told to wait for its end are due when it ends.
 func TestLimiterPauseKeepsTheLine(t *testing.T) {

@@ -116,7 +116,7 @@ var _ = Describe("Token identity and ownership", func() {
 		Expect(credentialOf(st).works()).To(BeTrue())
 	})
 
-	It("deletes a replaced zone token with an explicit tokenName after its grace period, having marked it while the Secret still held it", func() {
+	It("deletes a replaced zone token with an explicit tokenName after its grace period, proven by the proof kept for it", func() {
 		name := "zone api " + ns
 		st := serviceToken(ns, "zone-named", func(st *v1alpha1.ServiceToken) {
 			st.Spec.ZoneID, st.Spec.TokenName = testZoneID, name
@@ -126,14 +126,16 @@ var _ = Describe("Token identity and ownership", func() {
 		st = waitReady(st)
 		first, firstID := credentialOf(st), st.Status.TokenID
 		Expect(tokenIDs(name)).To(ConsistOf(firstID))
+		updates := callsOn(sim.OpUpdate, firstID)
 
 		annotate(st, v1alpha1.AnnotationRotateRequestedAt, "replace")
 		st = waitFor(st, "replaced and renamed", func(st *v1alpha1.ServiceToken) bool {
 			return isReady(st) && st.Status.LastHandledRotateRequest == "replace" && st.Status.TokenName == name
 		})
 		Expect(st.Status.PreviousTokenID).To(Equal(firstID))
-		Expect(tokenIDs(name)).To(ConsistOf(st.Status.TokenID))
-		Expect(tokenIDs(v1alpha1.MarkedTokenName(name, st.UID))).To(ConsistOf(firstID), "the replaced token carries the marker")
+		Expect(st.Status.PreviousOwnershipProof).NotTo(BeEmpty())
+		Expect(tokenIDs(name)).To(ConsistOf(st.Status.TokenID, firstID), "the replaced token keeps its name")
+		Expect(callsOn(sim.OpUpdate, firstID)).To(Equal(updates), "no PUT marks the replaced token")
 		Expect(first.works()).To(BeTrue(), "the replaced token works during the grace period")
 
 		clk.Step(time.Hour + graceSlack + 2*time.Second)

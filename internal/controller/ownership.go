@@ -34,8 +34,15 @@ func (s *scope) owns(t cf.Token) bool {
 // vouched reports whether status.ownershipProof proves t this object's: a
 // proof only the account's credentials can make, for this UID and t's ID.
 func (s *scope) vouched(t cf.Token) bool {
-	proof := s.st.Status.OwnershipProof
-	return proof != "" && s.acct != nil && s.acct.Client != nil && t.ID != "" && t.ID == s.st.Status.TokenID &&
+	proof := ""
+	switch st := s.st.Status; {
+	case t.ID == "":
+	case t.ID == st.TokenID:
+		proof = st.OwnershipProof
+	case t.ID == st.PreviousTokenID:
+		proof = st.PreviousOwnershipProof
+	}
+	return proof != "" && s.acct != nil && s.acct.Client != nil &&
 		hmac.Equal([]byte(proof), []byte(s.acct.Client.Vouch(string(s.st.UID), t.ID)))
 }
 

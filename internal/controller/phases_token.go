@@ -432,10 +432,14 @@ func (r *ServiceTokenReconciler) replaceZoneToken(ctx context.Context, s *scope)
 			return err
 		}
 	}
-	if err := r.markReplaced(ctx, s); err != nil {
-		return err
-	}
 	old := st.Status.TokenID
+	// Once the Secret holds the replacement, nothing else shows the replaced
+	// token is ours (an explicit spec.tokenName has no marker): its proof is
+	// kept, written with the intent, for deletePrevious.
+	st.Status.PreviousOwnershipProof = ""
+	if s.token != nil && s.owns(*s.token) {
+		st.Status.PreviousOwnershipProof = s.acct.Client.Vouch(string(st.UID), old)
+	}
 	spec := cf.TokenSpec{Name: s.markedName(), Duration: s.eff.Duration, Enabled: s.eff.Enabled} // as createToken
 	op := v1alpha1.PendingOperation{Type: v1alpha1.OperationReplace, TokenName: spec.Name, TokenID: old, RotateRequest: s.answers}
 	s.progress = v1alpha1.ReasonRotating
@@ -455,26 +459,6 @@ func (r *ServiceTokenReconciler) replaceZoneToken(ctx context.Context, s *scope)
 	if prev == nil {
 		return r.deletePrevious(ctx, s)
 	}
-	return nil
-}
-
-// markReplaced gives a zone token about to be replaced its marked name
-// (one PUT of the name; the expiry stays) when it goes by an explicit
-// spec.tokenName: once the Secret holds the replacement, that marker is the
-// only proof left that the token is this object's, and deletePrevious needs
-// it when the grace period ends. It is given only while the Secret still
-// proves the token ours.
-func (r *ServiceTokenReconciler) markReplaced(ctx context.Context, s *scope) error {
-	t := s.token
-	if t == nil || !t.Knows(cf.FieldName) || s.marked(*t) || !s.holds(*t) {
-		return nil
-	}
-	marked, err := s.acct.Client.Update(ctx, s.acct.Scope, t.ID, cf.TokenSpec{Name: s.markedName(), Enabled: t.Enabled})
-	if err != nil {
-		forgetUpdate(s.st)
-		return fmt.Errorf("marking zone token %s before its replacement: %w", t.ID, err)
-	}
-	r.stored(s, marked)
 	return nil
 }
 
@@ -645,7 +629,7 @@ func (r *ServiceTokenReconciler) deletePrevious(ctx context.Context, s *scope) e
 	if err := r.deleteIfOwned(ctx, s, st.Status.PreviousTokenID, "replaced zone token"); err != nil {
 		return err
 	}
-	st.Status.PreviousTokenID, st.Status.PreviousSecretExpiresAt = "", nil
+	st.Status.PreviousTokenID, st.Status.PreviousSecretExpiresAt, st.Status.PreviousOwnershipProof = "", nil, ""
 	return nil
 }
 
