@@ -32,6 +32,7 @@ var _ = Describe("Changes made outside the operator", func() {
 		Expect(k8s.Create(ctx(), st)).To(Succeed())
 		st = waitReady(st)
 		held := credentialOf(st)
+		clk.Step(time.Minute) // Cloudflare's clock moves on: so does the token's updated_at
 		Expect(simulator.RotateTokenOutOfBand(st.Status.TokenID)).To(BeTrue())
 		Expect(held.works()).To(BeFalse(), "the dashboard's rotation revoked the secret workloads hold")
 
@@ -53,6 +54,7 @@ var _ = Describe("Changes made outside the operator", func() {
 		Expect(k8s.Create(ctx(), st)).To(Succeed())
 		st = waitReady(st)
 		held := credentialOf(st)
+		clk.Step(time.Minute)
 		Expect(simulator.UpdateTokenOutOfBand(st.Status.TokenID, func(t *sim.TokenState) { t.Enabled = false })).To(BeTrue())
 		st = waitFor(st, "the change recorded", func(st *v1alpha1.ServiceToken) bool {
 			return st.Status.LastExternalChange != nil && st.Status.LastExternalChange.Kind == v1alpha1.ExternalDisabled
@@ -60,6 +62,7 @@ var _ = Describe("Changes made outside the operator", func() {
 		Expect(st.Status.LastExternalChange.Message).To(ContainSubstring("spec.enabled"))
 		Eventually(func() bool { t, _ := simToken(st.Status.TokenID); return t.Enabled }, timeout, interval).Should(BeTrue())
 
+		clk.Step(time.Minute)
 		Expect(simulator.UpdateTokenOutOfBand(st.Status.TokenID, func(t *sim.TokenState) { t.Name = "someone-else" })).To(BeTrue())
 		st = waitFor(st, "the rename recorded", func(st *v1alpha1.ServiceToken) bool {
 			return st.Status.LastExternalChange.Kind == v1alpha1.ExternalModified
@@ -113,7 +116,7 @@ var _ = Describe("Adoption and Orphan", func() {
 		Expect(st.Status.PreviousSecretExpiresAt).NotTo(BeNil())
 		Expect(tokenIDs(tokenName(st))).To(ConsistOf(id), "renamed to the object's (marked) name")
 		Expect(op.events.reasons(st)).To(ContainElement("Adopted"))
-		Expect(tokenIDs(ns + "/adopter")).To(BeEmpty(), "no token was created")
+		Expect(tokenIDs(ns+"/adopter")).To(BeEmpty(), "no token was created")
 		expectNoSecretLeaks(op, st)
 
 		// Acted on once: the annotation may stay.

@@ -206,13 +206,7 @@ func (r *ServiceTokenReconciler) admit(ctx context.Context, s *scope, op string)
 // stored records a token state Cloudflare returned after a write, keeping
 // the last known value of any field the answer left out.
 func (r *ServiceTokenReconciler) stored(s *scope, t cf.Token) {
-	// Only an updated_at this response carried: one filled in from the
-	// token as it was (renewLifetime fills) predates the write.
-	if s.token != nil && t.UpdatedAt.Equal(s.token.UpdatedAt) {
-		forgetUpdate(s.st)
-	} else {
-		rememberUpdate(s.st, t)
-	}
+	rememberUpdate(s.st, t) // before filling: only an updated_at this answer carried
 	if s.token != nil {
 		t = t.Fill(*s.token)
 	}
@@ -548,7 +542,7 @@ func (r *ServiceTokenReconciler) renewLifetime(ctx context.Context, s *scope) (c
 			// last known expiry, which the update replaced).
 			t.ExpiresAt, t.Missing = updateTime(t, s.now).Add(s.eff.DurationValue), t.Missing&^cf.FieldExpiresAt
 		}
-		return t.Fill(known), err
+		return fillBefore(t, known), err
 	}
 	refresh := func() (cf.Token, error) { return c.Refresh(ctx, scope.AccountID, known.ID) }
 	if s.eff.Forever { // nothing expires: refresh only touches updated_at
@@ -564,7 +558,7 @@ func (r *ServiceTokenReconciler) renewLifetime(ctx context.Context, s *scope) (c
 		if err != nil || (t.Knows(cf.FieldExpiresAt) && near(t.ExpiresAt, want)) {
 			return t, err
 		}
-		known, refreshed = t.Fill(known), true
+		known, refreshed = fillBefore(t, known), true
 		s.why = "refresh counted the year from the old expiry; setting the lifetime with a PUT"
 	}
 	t, err := put()
@@ -575,7 +569,7 @@ func (r *ServiceTokenReconciler) renewLifetime(ctx context.Context, s *scope) (c
 		if t, err = refresh(); err != nil {
 			return cf.Token{}, err
 		}
-		if t = t.Fill(known); near(t.ExpiresAt, want) {
+		if t = fillBefore(t, known); near(t.ExpiresAt, want) {
 			return t, nil
 		}
 	}
@@ -589,6 +583,17 @@ func (r *ServiceTokenReconciler) renewLifetime(ctx context.Context, s *scope) (c
 			"(a PUT of the duration did not reset the expiry, so refresh's one year was kept)",
 		s.eff.Duration, known.ID, formatTime(t.ExpiresAt), formatTime(want))
 	return t, nil
+}
+
+// fillBefore is resp with the fields it lacks taken from known, the token
+// before the write, except updated_at: the write moved it, so the old one is
+// not the token's (rememberUpdate must see it missing).
+func fillBefore(resp, known cf.Token) cf.Token {
+	t := resp.Fill(known)
+	if !resp.Knows(cf.FieldUpdatedAt) {
+		t.UpdatedAt, t.Missing = time.Time{}, t.Missing|cf.FieldUpdatedAt
+	}
+	return t
 }
 
 // refreshYear is what Cloudflare's refresh adds ("extend the token's

@@ -383,6 +383,20 @@ func (s *Sim) DeleteToken(id string) error {
 	return nil
 }
 
+// RotateToken rotates a token out of band, as a person in the dashboard
+// would: its current secret stops working at once.
+func (s *Sim) RotateToken(id string) error {
+	resp, err := http.Post(s.URL+"/_sim/tokens/"+id+"/rotate", "application/json", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST /_sim/tokens/%s/rotate: %s", id, resp.Status)
+	}
+	return nil
+}
+
 // StartManager runs the manager binary against the control plane.
 func StartManager(bin, kubeconfig, logDir, name string, args ...string) (*Process, error) {
 	return Start(ProcessOptions{Name: name, Path: bin, LogDir: logDir, Env: []string{"KUBECONFIG=" + kubeconfig},

@@ -21,6 +21,15 @@ func (s *Server) controlMux() *http.ServeMux {
 		}
 		writeControl(w, http.StatusOK, map[string]bool{"deleted": true})
 	})
+	// A rotation in the dashboard: the token's secret changes, the old one
+	// stops working at once (no grace).
+	mux.HandleFunc("POST /_sim/tokens/{id}/rotate", func(w http.ResponseWriter, r *http.Request) {
+		if !s.RotateTokenOutOfBand(r.PathValue("id")) {
+			writeControl(w, http.StatusNotFound, map[string]string{"error": "no such token"})
+			return
+		}
+		writeControl(w, http.StatusOK, map[string]bool{"rotated": true})
+	})
 	// verify answers like Access would: 200 to let the request in, 403 not.
 	mux.HandleFunc("GET /_sim/verify", func(w http.ResponseWriter, r *http.Request) {
 		if s.authenticateAccess(r.Header.Get("CF-Access-Client-Id"), r.Header.Get("CF-Access-Client-Secret")) {
