@@ -67,7 +67,8 @@ func (r *ServiceTokenReconciler) noticeExternalChange(s *scope) {
 	if t.Knows(cf.FieldDuration) && !v1alpha1.SameDuration(t.Duration, s.eff.Duration) {
 		what = append(what, fmt.Sprintf("duration set to %s", t.Duration))
 	}
-	if t.Knows(cf.FieldExpiresAt) && st.Status.ExpiresAt != nil && !t.ExpiresAt.Equal(st.Status.ExpiresAt.Time) {
+	// Status keeps whole seconds; Cloudflare's times have fractions.
+	if t.Knows(cf.FieldExpiresAt) && st.Status.ExpiresAt != nil && t.ExpiresAt.Sub(st.Status.ExpiresAt.Time).Abs() >= time.Second {
 		what = append(what, "expiry moved to "+formatTime(t.ExpiresAt))
 	}
 	disabled := t.Knows(cf.FieldEnabled) && !t.Enabled && s.eff.Enabled

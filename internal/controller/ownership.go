@@ -101,11 +101,20 @@ func (s *scope) nameTaken() (cf.Token, bool) {
 // nameConflict is the TokenNameConflict outcome for the token other that
 // holds the name.
 func (s *scope) nameConflict(other cf.Token) error {
+	keeps := ""
+	if s.token != nil {
+		keeps = s.token.Name
+	}
+	return s.nameConflictKeeping(other, keeps)
+}
+
+// nameConflictKeeping is nameConflict for a token that goes by keeps meanwhile.
+func (s *scope) nameConflictKeeping(other cf.Token, keeps string) error {
 	msg := fmt.Sprintf("token name %q is already used by Cloudflare token %s, which this ServiceToken did not create "+
 		"(its name does not end with %q and the Secret does not hold its credential); it was left untouched",
 		s.eff.TokenName, other.ID, v1alpha1.OwnerMarker(s.st.UID))
 	if s.token != nil {
-		msg += fmt.Sprintf(", and token %s keeps the name %q until the conflict is gone", s.token.ID, s.token.Name)
+		msg += fmt.Sprintf(", and token %s goes by %q until the conflict is gone", s.token.ID, keeps)
 	} else {
 		msg += ", and no token was created"
 	}

@@ -113,6 +113,9 @@ func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) erro
 	}
 	r.noticeExternalChange(s)
 	if s.token == nil {
+		if err := r.freshView(ctx, s); err != nil {
+			return err
+		}
 		if other, taken := s.nameTaken(); taken {
 			return s.nameConflict(other)
 		}
@@ -120,13 +123,9 @@ func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) erro
 			return err
 		}
 	}
-	name := s.eff.TokenName
-	if s.token.Name != name {
-		if other, taken := s.nameTaken(); taken {
-			// The token keeps its name (and works); the conflict is
-			// reported once the other phases have run.
-			name, s.blocked = s.token.Name, s.nameConflict(other)
-		}
+	name, err := r.tokenName(ctx, s)
+	if err != nil {
+		return err
 	}
 	spec, changed := desiredUpdate(*s.token, s.eff, name)
 	if !changed {
@@ -141,6 +140,63 @@ func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) erro
 	s.progress = v1alpha1.ReasonUpdating
 	r.event(s, corev1.EventTypeNormal, "Updated", "Update", "updated token %s in place (name, duration or enabled)", t.ID)
 	return nil
+}
+
+// tokenName is the name the token should have: the spec's, unless another
+// owner's token has that explicit name. Renaming to an explicit name is
+// checked against a list made during this reconcile (another cluster may
+// have taken the name since the last one). Two owners who took the same
+// name at once both see it later; the younger token yields, back to its
+// marked name, so exactly one keeps it.
+func (r *ServiceTokenReconciler) tokenName(ctx context.Context, s *scope) (string, error) {
+	name := s.eff.TokenName
+	if s.st.Spec.TokenName == "" {
+		return name, nil // the default name carries the UID: nobody else has it
+	}
+	if s.token.Name != name {
+		if err := r.freshView(ctx, s); err != nil {
+			return "", err
+		}
+	}
+	other, taken := s.nameTaken()
+	switch {
+	case !taken:
+		return name, nil
+	case s.token.Name != name:
+		// The token keeps its name (and works); the conflict is reported
+		// once the other phases have run.
+		s.blocked = s.nameConflict(other)
+		return s.token.Name, nil
+	case older(other, *s.token):
+		s.blocked = s.nameConflictKeeping(other, s.markedName())
+		return s.markedName(), nil
+	}
+	return name, nil // ours is the older: the other owner yields
+}
+
+// freshView makes sure a name check for an explicit spec.tokenName reads a
+// list made during this reconcile: another cluster may have taken the name
+// since the last one. Lists are shared, so objects reconciled together pay
+// for one.
+func (r *ServiceTokenReconciler) freshView(ctx context.Context, s *scope) error {
+	if s.st.Spec.TokenName == "" || !s.view.TakenAt.Before(s.began) {
+		return nil
+	}
+	view, err := r.Inventory.Lookup(ctx, s.acct.Client, s.acct.Shared, s.acct.Scope, s.began)
+	if err != nil {
+		return fmt.Errorf("listing tokens to check that nobody has the name %q: %w", s.eff.TokenName, err)
+	}
+	s.view = view
+	return nil
+}
+
+// older reports whether a was created before b; the ID decides a tie (or
+// unknown creation times), the same way in every cluster.
+func older(a, b cf.Token) bool {
+	if a.Knows(cf.FieldCreatedAt) && b.Knows(cf.FieldCreatedAt) && !a.CreatedAt.Equal(b.CreatedAt) {
+		return a.CreatedAt.Before(b.CreatedAt)
+	}
+	return a.ID < b.ID
 }
 
 // desiredUpdate returns the PUT body that gives t the name and the spec's

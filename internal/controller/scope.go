@@ -24,6 +24,9 @@ type scope struct {
 	st   *v1alpha1.ServiceToken
 	base *v1alpha1.ServiceToken // what the API server has, for the status patch
 	now  time.Time
+	// began is when this reconcile began, to the clock's precision (now is
+	// whole seconds, as status keeps them).
+	began time.Time
 	// startTokenID is status.tokenID as read: a different one in the status
 	// this reconcile writes is a new token ID (announceTokenIDChange).
 	startTokenID string
@@ -69,7 +72,7 @@ type scope struct {
 }
 
 func newScope(st *v1alpha1.ServiceToken, now time.Time) *scope {
-	return &scope{st: st, base: st.DeepCopy(), now: now.Truncate(time.Second), startTokenID: st.Status.TokenID}
+	return &scope{st: st, base: st.DeepCopy(), now: now.Truncate(time.Second), began: now, startTokenID: st.Status.TokenID}
 }
 
 func (s *scope) ref() string { return s.st.Namespace + "/" + s.st.Name }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -36,6 +37,9 @@ func startCluster(t *testing.T, name, manager string, sim *harness.Sim) *cluster
 	g := NewWithT(t)
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	cp, err := harness.StartControlPlane(harness.ControlPlaneOptions{GarbageCollector: true, Dir: dir})
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(cp.Stop)
@@ -165,10 +169,12 @@ func TestTwoClustersOneAccount(t *testing.T) {
 	eastID, eastSecret := east.credential(t, "api")
 	g.Expect(sim.RotateToken(e.Status.TokenID)).To(Succeed())
 	g.Expect(works(eastID, eastSecret)).To(BeFalse())
-	g.Expect(harness.WaitFor(2*clustersDrift+3*time.Second, func() bool {
+	if err := harness.WaitFor(2*clustersDrift+3*time.Second, func() bool {
 		id, secret := east.credential(t, "api")
 		return works(id, secret)
-	})).To(Succeed(), "east's Secret works again within two drift periods")
+	}); err != nil {
+		t.Fatalf("east's Secret does not work again within two drift periods; status %+v; manager log:\n%s", east.get(t, "api").Status, east.mgr.Output())
+	}
 
 	// east releases its token (Orphan) and west adopts it.
 	eastID, eastSecret = east.credential(t, "api")
