@@ -49,7 +49,7 @@ vet: ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: lint
-lint: golangci-lint ## Run golangci-lint.
+lint: golangci-lint ## Run golangci-lint (.golangci.yml); any finding fails.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: envtest
@@ -61,7 +61,7 @@ test: manifests generate fmt vet envtest chart-tools ## Run every test against a
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test ./... -count=1 $(TEST_ARGS)
 
 .PHONY: verify
-verify: manifests generate fmt $(GENERATE_TARGETS) ## Regenerate everything and fail if anything changed.
+verify: manifests generate fmt $(GENERATE_TARGETS) lint ## Regenerate everything, lint, and fail if anything changed.
 	$(GO) mod tidy
 	@if [ -n "$$(git status --porcelain)" ]; then \
 		echo "make verify: generated or formatted files are out of date:"; \
