@@ -1,7 +1,14 @@
 # servicetoken-operator. `make help` lists the targets.
 # Tools are pinned here and installed into bin/ from the Go module proxy.
 
-IMG ?= ghcr.io/servicetoken-operator/servicetoken-operator:dev
+# The operator's version is written in one place, VERSION; `make version-sync`
+# (rerun by `make verify`) copies it into the chart and the installer, and the
+# binaries get it, with the git commit, at link time (internal/version).
+VERSION ?= $(shell cat $(CURDIR)/VERSION)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)
+VERSION_PKG := github.com/servicetoken-operator/servicetoken-operator/internal/version
+LDFLAGS ?= -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION)
+IMG ?= ghcr.io/servicetoken-operator/servicetoken-operator:$(VERSION)
 LOCALBIN ?= $(CURDIR)/bin
 GO ?= go
 export GOFLAGS ?= -buildvcs=false
@@ -49,7 +56,7 @@ vet: ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: lint
-lint: golangci-lint ## Run golangci-lint.
+lint: golangci-lint ## Run golangci-lint (.golangci.yml); any finding fails.
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: envtest
@@ -61,7 +68,7 @@ test: manifests generate fmt vet envtest chart-tools ## Run every test against a
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test ./... -count=1 $(TEST_ARGS)
 
 .PHONY: verify
-verify: manifests generate fmt $(GENERATE_TARGETS) ## Regenerate everything and fail if anything changed.
+verify: manifests generate fmt $(GENERATE_TARGETS) lint ## Regenerate everything, lint, and fail if anything changed.
 	$(GO) mod tidy
 	@if [ -n "$$(git status --porcelain)" ]; then \
 		echo "make verify: generated or formatted files are out of date:"; \
@@ -72,9 +79,9 @@ verify: manifests generate fmt $(GENERATE_TARGETS) ## Regenerate everything and 
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager and the Cloudflare simulator into bin/.
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(LOCALBIN)/manager ./cmd
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(LOCALBIN)/cfsim ./cmd/cfsim
+build: ## Build the manager and the Cloudflare simulator into bin/, stamped with VERSION.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(LOCALBIN)/manager ./cmd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(LOCALBIN)/cfsim ./cmd/cfsim
 
 .PHONY: run
 run: manifests generate fmt vet ## Run the manager against the cluster in ~/.kube/config.

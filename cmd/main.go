@@ -19,10 +19,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
 	"github.com/servicetoken-operator/servicetoken-operator/internal/controller"
+	"github.com/servicetoken-operator/servicetoken-operator/internal/metrics"
+	"github.com/servicetoken-operator/servicetoken-operator/internal/version"
 )
 
 var scheme = runtime.NewScheme()
@@ -77,9 +80,15 @@ func main() {
 		"How long the manager waits on shutdown for work in flight; an issuance of a secret in flight runs to completion (up to 45s) so that no secret is lost. Keep the pod's terminationGracePeriodSeconds longer.")
 	flag.StringVar(&o.clusterName, "cluster-name", "",
 		"This cluster's name (a DNS label), put into default token names: <namespace>/<name>@<cluster>#<uid>. Set a distinct one in each cluster that shares a Cloudflare account.")
+	var showVersion bool
+	flag.BoolVar(&showVersion, "version", false, "Print the version and exit.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
+	if showVersion {
+		fmt.Println(version.Get().Line("manager"))
+		return
+	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	if os.Getenv("GOGC") == "" {
 		// The operator's pace is set by the Cloudflare API budget, not by CPU,
@@ -146,7 +155,11 @@ func run(o options) error {
 	if err := setupControllers(mgr, o); err != nil {
 		return err
 	}
-	log.Info("starting manager", "watchNamespaces", o.watchNamespaces, "leaderElect", o.leaderElect, "clusterName", o.clusterName)
+	if err := metrics.RegisterBuildInfo(crmetrics.Registry); err != nil {
+		return fmt.Errorf("registering servicetoken_build_info: %w", err)
+	}
+	v := version.Get()
+	log.Info("starting manager", "version", v.Version, "revision", v.Revision, "goVersion", v.GoVersion, "watchNamespaces", o.watchNamespaces, "leaderElect", o.leaderElect, "clusterName", o.clusterName)
 	return mgr.Start(ctrl.SetupSignalHandler())
 }
 

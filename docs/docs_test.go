@@ -70,7 +70,7 @@ func TestEveryConditionReasonHasATroubleshootingSection(t *testing.T) {
 func TestEveryMetricIsDescribed(t *testing.T) {
 	names := regexp.MustCompile(`"(servicetoken_[a-z_]+)"`)
 	doc := read(t, "metrics.md")
-	for _, src := range []string{"../internal/metrics/metrics.go", "../internal/cloudflare/metrics.go"} {
+	for _, src := range []string{"../internal/metrics/metrics.go", "../internal/metrics/buildinfo.go", "../internal/cloudflare/metrics.go"} {
 		found := names.FindAllStringSubmatch(read(t, src), -1)
 		if len(found) == 0 {
 			t.Errorf("no metric names found in %s", src)

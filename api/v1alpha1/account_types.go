@@ -247,8 +247,3 @@ type ClusterCloudflareAccountList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ClusterCloudflareAccount `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&CloudflareAccount{}, &CloudflareAccountList{},
-		&ClusterCloudflareAccount{}, &ClusterCloudflareAccountList{})
-}

@@ -10,17 +10,32 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
 	// GroupVersion is the group and version of this API.
 	GroupVersion = schema.GroupVersion{Group: "access.servicetoken.dev", Version: "v1alpha1"}
 
-	// SchemeBuilder registers the kinds of this API with a scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	// SchemeBuilder registers the kinds of this API with a scheme. It is
+	// apimachinery's, as in k8s.io/api: controller-runtime's scheme.Builder is
+	// deprecated, and would make this package import controller-runtime.
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds the kinds of this API to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+// addKnownTypes adds every kind of this API, and the meta/v1 types that
+// list and watch options need, to scheme.
+func addKnownTypes(scheme *runtime.Scheme) error {
+	scheme.AddKnownTypes(GroupVersion,
+		&ServiceToken{}, &ServiceTokenList{},
+		&CloudflareAccount{}, &CloudflareAccountList{},
+		&ClusterCloudflareAccount{}, &ClusterCloudflareAccountList{},
+	)
+	metav1.AddToGroupVersion(scheme, GroupVersion)
+	return nil
+}

@@ -445,7 +445,3 @@ type ServiceTokenList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ServiceToken `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&ServiceToken{}, &ServiceTokenList{})
-}

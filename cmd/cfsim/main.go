@@ -27,12 +27,13 @@ import (
 	"time"
 
 	"github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare/sim"
+	"github.com/servicetoken-operator/servicetoken-operator/internal/version"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr, nil); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -43,8 +44,9 @@ func main() {
 
 // config is what the flags say.
 type config struct {
-	listen string
-	opts   sim.Options
+	listen  string
+	version bool // print the version and exit
+	opts    sim.Options
 }
 
 func parseFlags(args []string, output io.Writer) (config, error) {
@@ -62,6 +64,7 @@ func parseFlags(args []string, output io.Writer) (config, error) {
 		faultKind   = fs.String("fault-kinds", "", "comma-separated fault kinds (5xx, 429, reset, latency, drop-response); empty for all")
 	)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8787", "address to listen on")
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	fs.DurationVar(&c.opts.Latency, "latency", 0, "latency added to every API request")
 	fs.DurationVar(&c.opts.Lockout, "lockout", sim.DefaultLockout, "how long a user over the budget gets only 429s, from the request that exceeded it")
 	fs.IntVar(&c.opts.ZonePageSize, "zone-page-size", 0, "answer the zone list in pages of this size, honouring only page (0: everything on one page)")
@@ -227,11 +230,16 @@ func describe(c config, url string) string {
 		auth, rl, c.opts.Refresh, c.opts.Latency, c.opts.Faults.Rate, kinds, url)
 }
 
-// run serves until ctx ends, then shuts down gracefully. ready, if not nil,
-// receives the base URL once listening (for tests).
-func run(ctx context.Context, args []string, logOut io.Writer, ready chan<- string) error {
+// run serves until ctx ends, then shuts down gracefully; with --version it
+// prints the version to stdout instead. ready, if not nil, receives the base
+// URL once listening (for tests).
+func run(ctx context.Context, args []string, stdout, logOut io.Writer, ready chan<- string) error {
 	c, err := parseFlags(args, logOut)
 	if err != nil {
+		return err
+	}
+	if c.version {
+		_, err := fmt.Fprintln(stdout, version.Get().Line("cfsim"))
 		return err
 	}
 	logger := log.New(logOut, "", log.LstdFlags)

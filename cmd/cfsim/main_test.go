@@ -127,7 +127,7 @@ func TestRunServesLogsOneLineWithoutCredentialsAndStops(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--accounts", "acc", "--api-tokens", "tok-SECRET-1",
-			"--api-keys", "ops@example.com:keySECRET2"}, &logs, ready)
+			"--api-keys", "ops@example.com:keySECRET2"}, io.Discard, &logs, ready)
 	}()
 	var url string
 	g.Eventually(ready, 10*time.Second).Should(Receive(&url))

@@ -100,7 +100,8 @@ func main() {
 	}
 }
 
-func (d *demo) printf(format string, args ...any) { fmt.Fprintf(d.out, format, args...) }
+// printf narrates; if the terminal is gone there is no one left to tell.
+func (d *demo) printf(format string, args ...any) { _, _ = fmt.Fprintf(d.out, format, args...) }
 
 // begin announces a step.
 func (d *demo) begin(title string) {
@@ -444,7 +445,7 @@ func (d *demo) verify(secret string) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 	var compact bytes.Buffer
 	if json.Compact(&compact, b) == nil {

@@ -49,11 +49,8 @@ func trimForCache(in any) (any, error) {
 	if obj.GetManagedFields() != nil { // nil check: kubernetes/kubernetes#124337
 		obj.SetManagedFields(nil)
 	}
-	if a := obj.GetAnnotations(); a != nil {
-		if _, ok := a[lastAppliedAnnotation]; ok {
-			delete(a, lastAppliedAnnotation) // a freshly decoded object: nobody else holds the map
-		}
-	}
+	// A freshly decoded object: nobody else holds the annotations map.
+	delete(obj.GetAnnotations(), lastAppliedAnnotation)
 	internShared(in, obj)
 	return in, nil
 }

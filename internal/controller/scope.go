@@ -75,8 +75,6 @@ func newScope(st *v1alpha1.ServiceToken, now time.Time) *scope {
 	return &scope{st: st, base: st.DeepCopy(), now: now.Truncate(time.Second), began: now, startTokenID: st.Status.TokenID}
 }
 
-func (s *scope) ref() string { return s.st.Namespace + "/" + s.st.Name }
-
 // terminal is a problem only a person can fix: Stalled=True, no retry
 // until the object, its account or its Secret change.
 func terminal(reason, format string, args ...any) error {

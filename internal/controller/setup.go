@@ -82,7 +82,7 @@ func Setup(mgr ctrl.Manager, o SetupOptions) error {
 		}
 		o.Counters = counters
 	}
-	var kube client.Client = mgr.GetClient()
+	kube := mgr.GetClient()
 	if o.WrapKubeClient != nil {
 		kube = o.WrapKubeClient(kube)
 	}

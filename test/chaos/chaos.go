@@ -20,7 +20,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -350,7 +349,7 @@ func (r *run) simGet(path string, out any) error {
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
@@ -361,5 +360,3 @@ func (r *run) simStats() (sim.Stats, error) {
 	var st sim.Stats
 	return st, r.simGet("/_sim/stats", &st)
 }
-
-func (r *run) logPath(name string) string { return filepath.Join(r.dir, name+".log") }

@@ -172,7 +172,7 @@ func (r *run) scrapeMetrics() {
 			continue
 		}
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		r.resMu.Lock()
 		r.metricsText.Write(b)
 		r.resMu.Unlock()

@@ -142,7 +142,7 @@ func TestDeployment(t *testing.T) {
 		g.Expect(*d.Spec.Replicas).To(BeEquivalentTo(2))
 		g.Expect(d.Spec.Template.Spec.ServiceAccountName).To(Equal(fullname))
 		c := d.Spec.Template.Spec.Containers[0]
-		g.Expect(c.Image).To(Equal("ghcr.io/servicetoken-operator/servicetoken-operator:" + chartAppVersion(t)))
+		g.Expect(c.Image).To(Equal("ghcr.io/servicetoken-operator/servicetoken-operator:" + releaseVersion(t)))
 		g.Expect(c.ImagePullPolicy).To(Equal(corev1.PullIfNotPresent))
 		g.Expect(argMap(t, c.Args)).To(Equal(map[string]string{
 			"leader-elect":              "true",
@@ -244,19 +244,30 @@ func TestDeployment(t *testing.T) {
 	})
 }
 
-func chartAppVersion(t *testing.T) string {
+// releaseVersion is the repository's VERSION, after checking that Chart.yaml's
+// version and appVersion (the default image tag) are that version.
+func releaseVersion(t *testing.T) string {
 	t.Helper()
+	v, err := os.ReadFile(root("VERSION"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.TrimSpace(string(v))
 	src, err := os.ReadFile(filepath.Join(chartDir, "Chart.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var c struct {
+		Version    string `json:"version"`
 		AppVersion string `json:"appVersion"`
 	}
-	if err := yaml.Unmarshal(src, &c); err != nil || c.AppVersion == "" {
-		t.Fatalf("Chart.yaml has no appVersion (%v)", err)
+	if err := yaml.Unmarshal(src, &c); err != nil {
+		t.Fatalf("Chart.yaml: %v", err)
 	}
-	return c.AppVersion
+	if c.Version != want || c.AppVersion != want {
+		t.Fatalf("Chart.yaml has version %q, appVersion %q; VERSION says %q: run make version-sync", c.Version, c.AppVersion, want)
+	}
+	return want
 }
 
 func TestPodDisruptionBudget(t *testing.T) {

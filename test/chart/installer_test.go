@@ -65,7 +65,7 @@ func TestInstaller(t *testing.T) {
 		g.Expect(podSecurityViolations(t, &d.Spec.Template)).To(BeEmpty())
 		c := d.Spec.Template.Spec.Containers
 		g.Expect(c).To(HaveLen(1))
-		g.Expect(c[0].Image).To(Equal("ghcr.io/servicetoken-operator/servicetoken-operator:dev"))
+		g.Expect(c[0].Image).To(Equal("ghcr.io/servicetoken-operator/servicetoken-operator:"+releaseVersion(t)), "the image tag is VERSION (make version-sync)")
 		args := argMap(t, c[0].Args)
 		g.Expect(args).To(HaveKeyWithValue("leader-elect", ""))
 		g.Expect(args).To(HaveKeyWithValue("zap-encoder", "json"))

@@ -244,8 +244,12 @@ func FreePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	port := l.Addr().(*net.TCPAddr).Port
+	// The port is free only once the listener is closed.
+	if err := l.Close(); err != nil {
+		return 0, fmt.Errorf("freeing port %d: %w", port, err)
+	}
+	return port, nil
 }
 
 // Sim is a running cmd/cfsim.
@@ -291,7 +295,7 @@ func (s *Sim) get(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		return b, fmt.Errorf("GET %s: %s", path, resp.Status)
@@ -353,7 +357,7 @@ func (s *Sim) Verify(clientID, clientSecret string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return resp.StatusCode == http.StatusOK, nil
 }
 
@@ -364,7 +368,7 @@ func (s *Sim) SetFaults(faultsJSON string) error {
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode/100 != 2 {
 		b, _ := io.ReadAll(resp.Body)
 		return fmt.Errorf("PUT /_sim/faults: %s: %s", resp.Status, b)
@@ -379,7 +383,7 @@ func (s *Sim) DeleteToken(id string) error {
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return nil
 }
 

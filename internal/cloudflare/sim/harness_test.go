@@ -169,7 +169,7 @@ func (h *harness) send(method, path, body string, as func(*http.Request)) (reply
 	if err != nil {
 		return reply{}, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return reply{}, err
