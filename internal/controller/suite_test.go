@@ -357,6 +357,7 @@ func startOperator(ns string, opts Options, setup ...func(*SetupOptions)) *opera
 		Recorder:         events,
 		Counters:         counters,
 		DriftCheckPeriod: time.Hour,
+		Namespaces:       map[string]cache.Config{ns: {}},
 		// The simulator, a port nothing listens on (an unreachable API), and
 		// the simulator behind a counting spy; not refusedSpy.
 		AllowedAPIURLs:     []string{simURL, unreachableURL, allowedSpy.URL},
