@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -71,10 +73,14 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		// Not a reason to hold back the account's verdict: the next
 		// credentials recheck tries again (RBAC without patch on this
 		// Secret never succeeds; docs/security.md).
-		ctrl.LoggerFrom(ctx).Info("cannot keep the credentials Secret for the deletion of tokens", "error", err.Error())
+		ctrl.LoggerFrom(ctx).Error(err, "cannot keep the credentials Secret for the deletion of tokens")
+	}
+	var prev *metav1.Condition // a copy: patchStatus changes the conditions in place
+	if c := meta.FindStatusCondition(acc.Conditions, v1alpha1.ConditionReady); c != nil {
+		prev = c.DeepCopy()
 	}
 	checkErr := r.check(ctx, acc)
-	v := classifyAccount(acc, checkErr, meta.FindStatusCondition(acc.Conditions, v1alpha1.ConditionReady))
+	v := classifyAccount(acc, checkErr, prev)
 	if v.Outcome == accountKeep { // the last verdict stands: retry
 		if v.RequeueAfter > 0 {
 			return ctrl.Result{RequeueAfter: v.RequeueAfter}, nil
@@ -84,6 +90,7 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	if err := r.patchStatus(ctx, acc, v); err != nil {
 		return ctrl.Result{}, err
 	}
+	r.logVerdict(ctx, v, prev)
 	if v.RequeueAfter > 0 {
 		return ctrl.Result{RequeueAfter: v.RequeueAfter}, nil
 	}
@@ -130,6 +137,23 @@ func (r *AccountReconciler) check(ctx context.Context, acc *account) error {
 	}
 	r.setFingerprint(acc.Key, fp)
 	return nil
+}
+
+// logVerdict logs a new verdict (not each recheck's): a stalled account at
+// error level, one waiting or retrying at info.
+func (r *AccountReconciler) logVerdict(ctx context.Context, v accountVerdict, prev *metav1.Condition) {
+	if prev != nil && prev.Reason == v.Reason {
+		return
+	}
+	log := ctrl.LoggerFrom(ctx)
+	switch v.Outcome {
+	case accountReady:
+		log.Info("account Ready: credentials accepted by Cloudflare")
+	case accountReconciling:
+		log.Info("account not Ready yet, retrying", "reason", v.Reason, "message", v.Message)
+	case accountStalled:
+		log.Error(errors.New(v.Message), "account stalled until its spec, its Secret or its API token is fixed", "reason", v.Reason)
+	}
 }
 
 // probeToken is a token ID that cannot exist (the nil UUID).

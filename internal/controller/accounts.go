@@ -92,11 +92,16 @@ func (a *Accounts) cachedClient(key string) (cf.Client, bool) {
 	return a.wrap(a.Factory.Cached(key))
 }
 
+// wrap gives a client to a controller: with the test's Wrap, and every
+// write logged (outside Wrap, so a fault it injects is not logged as done).
 func (a *Accounts) wrap(c cf.Client, ok bool) (cf.Client, bool) {
-	if ok && a.Wrap != nil {
+	if !ok {
+		return c, false
+	}
+	if a.Wrap != nil {
 		c = a.Wrap(c)
 	}
-	return c, ok
+	return loggedWrites{c}, true
 }
 
 func (a *Accounts) rereadDone(key string) {
