@@ -98,7 +98,7 @@ var _ = Describe("Cloudflare's errors", func() {
 		st := serviceToken(ns, "moved")
 		Expect(k8s.Create(ctx(), st)).To(Succeed())
 		waitFor(st, "waits for its account", hasReason(v1alpha1.ConditionReady, v1alpha1.ReasonAccountNotReady))
-		Expect(tokenIDs(ns + "/moved")).To(BeEmpty())
+		Expect(tokenIDs(tokenName(st))).To(BeEmpty())
 
 		// spec.accountID is immutable: the account is made again. A
 		// ServiceToken without a token does not hold the account back.

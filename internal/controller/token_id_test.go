@@ -37,7 +37,7 @@ var _ = Describe("A token's ID", func() {
 		op.hooks.mu.Unlock()
 		st = waitFor(st, "stopped at the unreachable GET", hasReason(v1alpha1.ConditionReady, v1alpha1.ReasonAccountUnreachable))
 		Expect(st.Status.TokenID).To(Equal(id))
-		Expect(tokenIDs(ns+"/missed")).To(ConsistOf(id), "a 7003 says nothing about the token: nothing created")
+		Expect(tokenIDs(tokenName(st))).To(ConsistOf(id), "a 7003 says nothing about the token: nothing created")
 
 		op.hooks.mu.Lock()
 		op.hooks.getErr = nil
@@ -45,7 +45,7 @@ var _ = Describe("A token's ID", func() {
 		poke(st)
 		Eventually(func() int { return callsOn("get", id) }, timeout, interval).Should(BeNumerically(">", gets))
 		st = waitReady(st)
-		Consistently(func() []string { return tokenIDs(ns + "/missed") }, 2*time.Second, interval).Should(ConsistOf(id),
+		Consistently(func() []string { return tokenIDs(tokenName(st)) }, 2*time.Second, interval).Should(ConsistOf(id),
 			"drift checks keep missing it; each GET finds it")
 		st = get(st)
 		Expect(st.Status.TokenID).To(Equal(id))
