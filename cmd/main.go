@@ -166,6 +166,7 @@ func run(o options) error {
 // setupControllers wires the controllers, as the test suites do (controller.Setup).
 func setupControllers(mgr ctrl.Manager, o options) error {
 	return controller.Setup(mgr, controller.SetupOptions{
+		Namespaces:    namespaces(o.watchNamespaces),
 		DefaultAPIURL: o.defaultAPIURL, AllowedAPIURLs: controller.SplitAPIURLs(o.allowedAPIURLs), InstallID: o.installID,
 		DriftCheckPeriod: o.driftCheckPeriod,
 		ServiceToken:     controller.Options{MaxConcurrentReconciles: o.maxConcurrentReconciles, ClusterName: o.clusterName},

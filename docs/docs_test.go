@@ -67,6 +67,34 @@ func TestEveryConditionReasonHasATroubleshootingSection(t *testing.T) {
 	}
 }
 
+// reasonHeading is a troubleshooting section about one reason: a
+// second-level heading of one CamelCase word ("## CredentialsMissing"); the
+// other sections ("## Where to look", "## Force-deleting a stuck
+// ServiceToken") have spaces or hyphens.
+var reasonHeading = regexp.MustCompile(`(?m)^## ([A-Z][A-Za-z]+)$`)
+
+// The other half of the sync: a section about a reason the operator cannot
+// write (renamed, removed, misspelt) would send a reader after nothing.
+func TestEveryTroubleshootingSectionNamesAReason(t *testing.T) {
+	values := map[string]bool{}
+	for _, v := range stringConsts(t, "../api/v1alpha1/conditions.go", "Reason") {
+		values[v] = true
+	}
+	seen := map[string]bool{}
+	for _, m := range reasonHeading.FindAllStringSubmatch(read(t, "troubleshooting.md"), -1) {
+		if !values[m[1]] {
+			t.Errorf("troubleshooting.md has a section %q, but no Reason constant in api/v1alpha1/conditions.go has that value", "## "+m[1])
+		}
+		if seen[m[1]] {
+			t.Errorf("troubleshooting.md has two sections %q", "## "+m[1])
+		}
+		seen[m[1]] = true
+	}
+	if len(seen) == 0 {
+		t.Fatal("no reason sections found in troubleshooting.md")
+	}
+}
+
 func TestEveryMetricIsDescribed(t *testing.T) {
 	names := regexp.MustCompile(`"(servicetoken_[a-z_]+)"`)
 	doc := read(t, "metrics.md")

@@ -140,7 +140,9 @@ type SecretTemplate struct {
 	Labels map[string]string `json:"labels,omitempty"`
 
 	// annotations are added to the Secret, for example
-	// reloader.stakater.com/match: "true" to roll workloads on rotation.
+	// reloader.stakater.com/match: "true" to roll workloads on rotation
+	// (Reloader acts on it for workloads annotated
+	// reloader.stakater.com/search: "true").
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
 }

@@ -42,9 +42,16 @@ var requestAnnotations = map[string]string{
 	"refresh": "access.servicetoken.dev/refresh-requested-at",
 }
 
+// The scripts ship from config/argocd; their test cases and fixtures stay
+// here, under the same resource_customizations/<group>/<Kind> paths.
+const (
+	scriptsRoot   = "../../config/argocd"
+	configMapPath = scriptsRoot + "/argocd-cm.yaml"
+)
+
 func load(t *testing.T) []Customization {
 	t.Helper()
-	cs, err := Load(".")
+	cs, err := Load(scriptsRoot)
 	if err != nil {
 		t.Fatalf("loading the customizations: %v", err)
 	}
@@ -244,19 +251,19 @@ func TestArgoCDConfigMapIsUpToDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile("argocd-cm.yaml")
+	got, err := os.ReadFile(configMapPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(got) != string(want) {
-		t.Fatal("hack/argocd/argocd-cm.yaml is out of date: run make argocd-cm")
+		t.Fatal("config/argocd/argocd-cm.yaml is out of date: run make argocd-cm")
 	}
 }
 
 // The ConfigMap must give Argo CD the scripts byte for byte.
 func TestArgoCDConfigMapCarriesTheScripts(t *testing.T) {
 	var cm corev1.ConfigMap
-	readYAML(t, "argocd-cm.yaml", &cm)
+	readYAML(t, configMapPath, &cm)
 	if cm.Kind != "ConfigMap" || cm.Name != "argocd-cm" {
 		t.Fatalf("argocd-cm.yaml holds %s %s, want ConfigMap argocd-cm", cm.Kind, cm.Name)
 	}

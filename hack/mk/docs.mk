@@ -1,5 +1,6 @@
 # Documentation and GitOps integration: the API reference (docs/api.md) and the
-# Argo CD resource customizations (hack/argocd/). Included by the main Makefile.
+# Argo CD resource customizations (config/argocd/; generator and tests in
+# hack/argocd/). Included by the main Makefile.
 
 # This file is included before the main Makefile's first rule: keep `make`
 # with no target building, whatever rule comes first here.
@@ -14,7 +15,7 @@ GENERATE_TARGETS += api-docs argocd-cm
 ##@ Documentation
 
 .PHONY: docs
-docs: api-docs argocd-cm ## Regenerate docs/api.md and hack/argocd/argocd-cm.yaml.
+docs: api-docs argocd-cm ## Regenerate docs/api.md and config/argocd/argocd-cm.yaml.
 
 .PHONY: api-docs
 api-docs: crd-ref-docs ## Generate docs/api.md from the Go types in api/v1alpha1.
@@ -22,8 +23,8 @@ api-docs: crd-ref-docs ## Generate docs/api.md from the Go types in api/v1alpha1
 		--renderer=markdown --output-path=docs/api.md --log-level=ERROR
 
 .PHONY: argocd-cm
-argocd-cm: ## Generate hack/argocd/argocd-cm.yaml from the Argo CD Lua scripts.
-	$(GO) run ./hack/argocd/gen -dir hack/argocd -out hack/argocd/argocd-cm.yaml
+argocd-cm: ## Generate config/argocd/argocd-cm.yaml from the Argo CD Lua scripts.
+	$(GO) run ./hack/argocd/gen -dir config/argocd -out config/argocd/argocd-cm.yaml
 
 .PHONY: test-argocd
 test-argocd: ## Run the Argo CD health check and action tests (no API server needed).

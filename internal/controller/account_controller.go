@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -36,9 +38,14 @@ type AccountReconciler struct {
 	Clock     clock.PassiveClock
 	// DriftCheckPeriod bounds how old a token list may be when reused.
 	DriftCheckPeriod time.Duration
-	// CredentialsRecheck is how often the credentials Secret is read again
-	// (it is not cached, so not watched). Default 5m.
+	// CredentialsRecheck is how often the credentials are tried again on
+	// Cloudflare (a permission may change there); a change of the Secret is
+	// seen at once through CredentialsCache. Default 5m.
 	CredentialsRecheck time.Duration
+	// CredentialsCache holds the metadata of opted-in credentials Secrets,
+	// watched to check an account again when its Secret changes
+	// (newCredentialsCache).
+	CredentialsCache cache.Cache
 	// Finalizer is this install's account finalizer (AccountFinalizerFor).
 	// Default v1alpha1.AccountFinalizer.
 	Finalizer string
@@ -66,32 +73,48 @@ func (r *AccountReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		// Not a reason to hold back the account's verdict: the next
 		// credentials recheck tries again (RBAC without patch on this
 		// Secret never succeeds; docs/security.md).
-		ctrl.LoggerFrom(ctx).Info("cannot keep the credentials Secret for the deletion of tokens", "error", err.Error())
+		ctrl.LoggerFrom(ctx).Error(err, "cannot keep the credentials Secret for the deletion of tokens")
 	}
-	ready, result, err := r.check(ctx, acc)
-	if ready == nil { // a transient failure: keep the last verdict, retry
-		return result, err
+	var prev *metav1.Condition // a copy: patchStatus changes the conditions in place
+	if c := meta.FindStatusCondition(acc.Conditions, v1alpha1.ConditionReady); c != nil {
+		prev = c.DeepCopy()
 	}
-	return result, r.patchStatus(ctx, acc, *ready)
+	checkErr := r.check(ctx, acc)
+	v := classifyAccount(acc, checkErr, prev)
+	if v.Outcome == accountKeep { // the last verdict stands: retry
+		if v.RequeueAfter > 0 {
+			return ctrl.Result{RequeueAfter: v.RequeueAfter}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("rechecking the credentials of %s: %w", acc.Key, checkErr)
+	}
+	if err := r.patchStatus(ctx, acc, v); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.logVerdict(ctx, v, prev)
+	if v.RequeueAfter > 0 {
+		return ctrl.Result{RequeueAfter: v.RequeueAfter}, nil
+	}
+	// The watches on the account and its Secret wake it for a change made
+	// here; the recheck catches a change made in Cloudflare (a permission
+	// granted to or taken from the API token).
+	recheck := r.CredentialsRecheck
+	if recheck <= 0 {
+		recheck = credentialsRecheck
+	}
+	return ctrl.Result{RequeueAfter: recheck}, nil
 }
 
-// check returns the Ready condition to record, or nil to keep the current one.
-func (r *AccountReconciler) check(ctx context.Context, acc *account) (*metav1.Condition, ctrl.Result, error) {
-	recheck := ctrl.Result{RequeueAfter: r.CredentialsRecheck}
-	if recheck.RequeueAfter <= 0 {
-		recheck.RequeueAfter = credentialsRecheck
-	}
+// check reads the account's credentials and tries them on Cloudflare: nil
+// when they work; classifyAccount tells what an error means.
+func (r *AccountReconciler) check(ctx context.Context, acc *account) error {
 	cfg, err := r.Accounts.config(ctx, acc)
 	if err != nil {
-		if ae, ok := asCause(err); ok {
-			return notReady(ae.Reason, ae.Message), recheck, nil
-		}
-		return nil, ctrl.Result{}, err
+		return err
 	}
 	oldShared := r.Accounts.sharedKey(acc.Key)
 	c, err := r.Accounts.Factory.ClientFor(cfg)
 	if err != nil {
-		return notReady(v1alpha1.ReasonCredentialsInvalid, err.Error()), recheck, nil
+		return &causeError{Reason: v1alpha1.ReasonCredentialsInvalid, Terminal: true, Message: err.Error()}
 	}
 	// Wrapped like every client handed to a controller: the list made here
 	// is the inventory's snapshot, and the drift check lists with its client.
@@ -105,36 +128,32 @@ func (r *AccountReconciler) check(ctx context.Context, acc *account) (*metav1.Co
 	}
 	notBefore := r.Clock.Now().Add(-r.DriftCheckPeriod)
 	if _, err := r.Inventory.Lookup(ctx, c, shared, cf.Scope{AccountID: acc.Settings.AccountID}, notBefore); err != nil {
-		switch cf.KindOf(err) {
-		case cf.KindAuth:
-			return notReady(v1alpha1.ReasonCredentialsInvalid,
-				"Cloudflare rejected the credentials (need permission Access: Service Tokens Write): "+err.Error()), recheck, nil
-		case cf.KindUnreachable:
-			return notReady(v1alpha1.ReasonAccountUnreachable, fmt.Sprintf(
-				"Cloudflare cannot route to account %q with these credentials: check spec.accountID and that the API token includes this account: %v",
-				acc.Settings.AccountID, err)), recheck, nil
-		case cf.KindNotFound, cf.KindInvalid:
-			return notReady(v1alpha1.ReasonCredentialsInvalid, "Cloudflare rejected the account: "+err.Error()), recheck, nil
-		case cf.KindRateLimited:
-			return nil, ctrl.Result{RequeueAfter: cf.RetryAfterOf(err)}, nil
-		default:
-			if c := meta.FindStatusCondition(acc.Conditions, v1alpha1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
-				// No good verdict to keep (a new account, or one already
-				// failing): say why rather than leave Ready unset.
-				return notReady(v1alpha1.ReasonCloudflareError, "cannot reach the Cloudflare API: "+err.Error()),
-					ctrl.Result{RequeueAfter: 10 * time.Second}, nil
-			}
-			return nil, ctrl.Result{}, err
-		}
+		return err
 	}
 	if r.fingerprint(acc.Key) != fp && acc.WriteVerified != acc.CredentialsVersion {
-		if cond := r.probeWrite(ctx, c, acc); cond != nil {
-			return cond, recheck, nil
+		if err := r.probeWrite(ctx, c, acc); err != nil {
+			return err
 		}
 	}
 	r.setFingerprint(acc.Key, fp)
-	return &metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonReady,
-		Message: "credentials accepted by Cloudflare"}, recheck, nil
+	return nil
+}
+
+// logVerdict logs a new verdict (not each recheck's): a stalled account at
+// error level, one waiting or retrying at info.
+func (r *AccountReconciler) logVerdict(ctx context.Context, v accountVerdict, prev *metav1.Condition) {
+	if prev != nil && prev.Reason == v.Reason {
+		return
+	}
+	log := ctrl.LoggerFrom(ctx)
+	switch v.Outcome {
+	case accountReady:
+		log.Info("account Ready: credentials accepted by Cloudflare")
+	case accountReconciling:
+		log.Info("account not Ready yet, retrying", "reason", v.Reason, "message", v.Message)
+	case accountStalled:
+		log.Error(errors.New(v.Message), "account stalled until its spec, its Secret or its API token is fixed", "reason", v.Reason)
+	}
 }
 
 // probeToken is a token ID that cannot exist (the nil UUID).
@@ -146,14 +165,13 @@ const probeToken = "00000000-0000-0000-0000-000000000000"
 // and a read-only one 403. Run once per new set of credentials. Only a
 // refusal counts; any other answer proves nothing and is not held against
 // the account.
-func (r *AccountReconciler) probeWrite(ctx context.Context, c cf.Client, acc *account) *metav1.Condition {
+func (r *AccountReconciler) probeWrite(ctx context.Context, c cf.Client, acc *account) error {
 	_, err := c.Refresh(ctx, acc.Settings.AccountID, probeToken)
 	if cf.KindOf(err) != cf.KindAuth {
 		return nil
 	}
-	return notReady(v1alpha1.ReasonCredentialsReadOnly,
-		"the API token can list service tokens but not change them: a write probe (refresh of token "+probeToken+
-			", which cannot exist) was refused; give the token the permission \"Access: Service Tokens Write\": "+err.Error())
+	return &causeError{Reason: v1alpha1.ReasonCredentialsReadOnly, Terminal: true, Message: "the API token can list service tokens but not change them: a write probe (refresh of token " + probeToken +
+		", which cannot exist) was refused; give the token the permission \"Access: Service Tokens Write\": " + err.Error()}
 }
 
 // guardDeletion keeps an account (and so its cached client) until no
@@ -199,26 +217,14 @@ func (r *AccountReconciler) finalizer() string {
 	return r.Finalizer
 }
 
-func notReady(reason, msg string) *metav1.Condition {
-	return &metav1.Condition{Type: v1alpha1.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg}
-}
-
-func (r *AccountReconciler) patchStatus(ctx context.Context, acc *account, ready metav1.Condition) error {
+func (r *AccountReconciler) patchStatus(ctx context.Context, acc *account, v accountVerdict) error {
 	obj := acc.Object
 	base := obj.DeepCopyObject().(client.Object)
 	status := accountStatus(obj)
-	ready.ObservedGeneration = obj.GetGeneration()
-	meta.SetStatusCondition(&status.Conditions, ready)
-	stalled := metav1.Condition{Type: v1alpha1.ConditionStalled, Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonReady,
-		ObservedGeneration: obj.GetGeneration()}
-	if ready.Status != metav1.ConditionTrue {
-		stalled.Status, stalled.Reason, stalled.Message = metav1.ConditionTrue, ready.Reason, ready.Message
-	}
-	meta.SetStatusCondition(&status.Conditions, stalled)
-	meta.RemoveStatusCondition(&status.Conditions, v1alpha1.ConditionReconciling)
+	setAccountConditions(&status.Conditions, obj.GetGeneration(), v)
 	status.ObservedGeneration = obj.GetGeneration()
 	status.WriteAccessVerified = ""
-	if ready.Status == metav1.ConditionTrue {
+	if v.Outcome == accountReady {
 		status.WriteAccessVerified = acc.CredentialsVersion
 	}
 	return client.IgnoreNotFound(r.Status().Patch(ctx, obj, client.MergeFrom(base)))
@@ -270,5 +276,6 @@ func (r *AccountReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named(r.Kind).
 		For(obj, builder.WithPredicates(predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, deletionStarted))).
 		Watches(&v1alpha1.ServiceToken{}, handler.EnqueueRequestsFromMapFunc(r.accountOfToken), builder.WithPredicates(credentialsUseChanged)).
+		WatchesRawSource(r.credentialsSecretSource(r.CredentialsCache)).
 		Complete(r)
 }

@@ -52,7 +52,7 @@ func (e *causeError) Error() string { return e.Message }
 // Accounts resolves account objects and builds their Cloudflare clients.
 type Accounts struct {
 	Client        client.Client // cached reads of account objects and namespaces
-	APIReader     client.Reader // credentials Secrets are not cached (they carry no managed label)
+	APIReader     client.Reader // credentials are read from the API server, never cached (only their metadata is: credentialsCache)
 	Factory       cf.Factory
 	DefaultAPIURL string
 	// AllowedURLs bounds where credentials may be sent (--allowed-api-urls).
@@ -92,11 +92,16 @@ func (a *Accounts) cachedClient(key string) (cf.Client, bool) {
 	return a.wrap(a.Factory.Cached(key))
 }
 
+// wrap gives a client to a controller: with the test's Wrap, and every
+// write logged (outside Wrap, so a fault it injects is not logged as done).
 func (a *Accounts) wrap(c cf.Client, ok bool) (cf.Client, bool) {
-	if ok && a.Wrap != nil {
+	if !ok {
+		return c, false
+	}
+	if a.Wrap != nil {
 		c = a.Wrap(c)
 	}
-	return c, ok
+	return loggedWrites{c}, true
 }
 
 func (a *Accounts) rereadDone(key string) {
@@ -141,8 +146,10 @@ func (a *Accounts) config(ctx context.Context, acc *account) (cf.AccountConfig, 
 	secret := &corev1.Secret{}
 	if err := a.APIReader.Get(ctx, acc.SecretRef, secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return cf.AccountConfig{}, &causeError{Reason: v1alpha1.ReasonCredentialsMissing, Terminal: true,
-				Message: fmt.Sprintf("credentials Secret %s not found", acc.SecretRef)}
+			// Not terminal: a Secret made later in the same sync, or by a
+			// secrets operator, is picked up at once (the Secret is watched).
+			return cf.AccountConfig{}, &causeError{Reason: v1alpha1.ReasonCredentialsMissing,
+				Message: fmt.Sprintf("credentials Secret %s not found; waiting for it", acc.SecretRef)}
 		}
 		return cf.AccountConfig{}, fmt.Errorf("reading credentials Secret %s: %w", acc.SecretRef, err)
 	}
@@ -367,7 +374,7 @@ func asCause(err error) (*causeError, bool) {
 	return ae, ok
 }
 
-// credentialsRecheck is how often an account re-reads its credentials Secret
-// (not cached, so not watched): rotated credentials are picked up this fast,
-// or at once when Cloudflare rejects the old ones.
+// credentialsRecheck is how often an account's credentials are tried again
+// on Cloudflare with nothing changed here (a change of the Secret is watched:
+// rotated credentials are picked up at once).
 const credentialsRecheck = 5 * time.Minute

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -84,6 +85,16 @@ var _ = Describe("Cloudflare's errors", func() {
 		Expect(k8s.Create(ctx(), bad)).To(Succeed())
 		c := accountReady(v1alpha1.ReasonAccountUnreachable)
 		Expect(c.Message).To(ContainSubstring("spec.accountID"))
+		stalled := func() metav1.ConditionStatus {
+			acc := &v1alpha1.CloudflareAccount{}
+			Expect(k8s.Get(ctx(), client.ObjectKeyFromObject(bad), acc)).To(Succeed())
+			if c := meta.FindStatusCondition(acc.Status.Conditions, v1alpha1.ConditionStalled); c != nil {
+				return c.Status
+			}
+			return ""
+		}
+		Expect(stalled()).To(Equal(metav1.ConditionFalse), "a first 7003 is checked again before it counts as the user's to fix")
+		Eventually(stalled, unreachableConfirmAfter+timeout, interval).Should(Equal(metav1.ConditionTrue), "a confirmed 7003 stalls")
 		st := serviceToken(ns, "moved")
 		Expect(k8s.Create(ctx(), st)).To(Succeed())
 		waitFor(st, "waits for its account", hasReason(v1alpha1.ConditionReady, v1alpha1.ReasonAccountNotReady))

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -207,9 +208,13 @@ func (r *ServiceTokenReconciler) finish(ctx context.Context, s *scope, err error
 			}
 		}
 	}
-	if out.kind == outcomeRetry {
-		ctrl.LoggerFrom(ctx).Info("reconcile failed, retrying", "reason", out.reason, "error", out.message,
+	switch out.kind { // an error is logged once, here, at error level
+	case outcomeRetry:
+		ctrl.LoggerFrom(ctx).Error(errors.New(out.message), "reconcile failed, retrying", "reason", out.reason,
 			"failedAttempts", st.Status.FailedAttempts, "retryIn", result.RequeueAfter.String())
+	case outcomeTerminal:
+		ctrl.LoggerFrom(ctx).Error(errors.New(out.message), "reconcile stopped until a person changes the object, its account or a Secret",
+			"reason", out.reason)
 	}
 	return result, nil
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
@@ -45,7 +46,11 @@ type SetupOptions struct {
 	AllowedAPIURLs []string
 	// DriftCheckPeriod is how often each account's tokens are listed.
 	DriftCheckPeriod time.Duration
-	// CredentialsRecheck is how often accounts re-read their credentials. Default 5m.
+	// Namespaces are the namespaces the manager's cache watches, as given to
+	// CacheOptions (nil: all); the credentials Secrets are watched in these.
+	Namespaces map[string]cache.Config
+	// CredentialsRecheck is how often accounts try their credentials on
+	// Cloudflare again with nothing changed. Default 5m.
 	CredentialsRecheck time.Duration
 	// ServiceToken tunes the ServiceToken controller.
 	ServiceToken Options
@@ -100,12 +105,17 @@ func Setup(mgr ctrl.Manager, o SetupOptions) error {
 	if err != nil {
 		return fmt.Errorf("--install-id: %w", err)
 	}
+	credentials, err := newCredentialsCache(mgr, o.Namespaces)
+	if err != nil {
+		return fmt.Errorf("creating the credentials Secret cache: %w", err)
+	}
 	inventory := NewInventory(o.Clock)
 	accounts := &Accounts{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Factory: o.Factory,
 		DefaultAPIURL: o.DefaultAPIURL, AllowedURLs: allowed, Wrap: o.WrapClient}
 	for _, kind := range []string{v1alpha1.KindCloudflareAccount, v1alpha1.KindClusterCloudflareAcc} {
 		r := &AccountReconciler{Client: mgr.GetClient(), Kind: kind, Accounts: accounts, Inventory: inventory,
-			Clock: o.Clock, DriftCheckPeriod: o.DriftCheckPeriod, CredentialsRecheck: o.CredentialsRecheck, Finalizer: finalizer}
+			Clock: o.Clock, DriftCheckPeriod: o.DriftCheckPeriod, CredentialsRecheck: o.CredentialsRecheck, CredentialsCache: credentials,
+			Finalizer: finalizer}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up %s controller: %w", kind, err)
 		}

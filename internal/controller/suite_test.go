@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -328,7 +329,14 @@ func (a *apiCalls) intercept(c client.WithWatch) client.WithWatch {
 // clock, talking to the simulator through the real client. setup may change
 // the production wiring's options (an install ID, for example).
 func startOperator(ns string, opts Options, setup ...func(*SetupOptions)) *operator {
+	return startOperatorLogging(ns, logr.Logger{}, opts, setup...)
+}
+
+// startOperatorLogging is startOperator with the manager's logger (zero: the
+// suite's).
+func startOperatorLogging(ns string, log logr.Logger, opts Options, setup ...func(*SetupOptions)) *operator {
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Logger:                  log,
 		Scheme:                  testenv.Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  "0",
@@ -357,6 +365,7 @@ func startOperator(ns string, opts Options, setup ...func(*SetupOptions)) *opera
 		Recorder:         events,
 		Counters:         counters,
 		DriftCheckPeriod: time.Hour,
+		Namespaces:       map[string]cache.Config{ns: {}},
 		// The simulator, a port nothing listens on (an unreachable API), and
 		// the simulator behind a counting spy; not refusedSpy.
 		AllowedAPIURLs:     []string{simURL, unreachableURL, allowedSpy.URL},

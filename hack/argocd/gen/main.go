@@ -1,6 +1,6 @@
 // Command gen renders the Argo CD resource customizations under
-// hack/argocd/resource_customizations as an argocd-cm ConfigMap
-// (`make argocd-cm` writes hack/argocd/argocd-cm.yaml).
+// config/argocd/resource_customizations as an argocd-cm ConfigMap
+// (`make argocd-cm` writes config/argocd/argocd-cm.yaml).
 package main
 
 import (
@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	dir := flag.String("dir", "hack/argocd", "directory holding resource_customizations/")
+	dir := flag.String("dir", "config/argocd", "directory holding resource_customizations/")
 	out := flag.String("out", "", "file to write (default: standard output)")
 	flag.Parse()
 	if err := run(*dir, *out); err != nil {

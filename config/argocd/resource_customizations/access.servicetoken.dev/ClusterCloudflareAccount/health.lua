@@ -9,12 +9,15 @@
 
 -- Reasons that mean the operator stopped retrying until a person changes the
 -- spec, the credentials or a conflicting Secret (api/v1alpha1/conditions.go).
+-- Read only when the object has no Stalled condition (written by an operator
+-- older than Stalled): the operator's Stalled condition is the verdict
+-- otherwise. A missing credentials Secret is not here: it may yet be created
+-- (Reconciling).
 local terminal = {
   SecretConflict = true,
   Unauthorized = true,
   InvalidSpec = true,
   CredentialsInvalid = true,
-  CredentialsMissing = true,
   AccountNotAllowed = true,
   CredentialsNotOptedIn = true,
   APIURLNotAllowed = true,
@@ -76,7 +79,7 @@ end
 if isTrue(stalled) then
   return result("Degraded", describe(stalled))
 end
-if ready ~= nil and ready.status == "False" and terminal[ready.reason] then
+if stalled == nil and ready ~= nil and ready.status == "False" and terminal[ready.reason] then
   return result("Degraded", describe(ready))
 end
 if isTrue(reconciling) then
