@@ -70,7 +70,8 @@ func repoFile(parts ...string) string {
 	return filepath.Join(append([]string{testenv.RepoRoot()}, parts...)...)
 }
 
-// rolesIn parses every Role and ClusterRole out of a multi-document YAML stream.
+// rolesIn parses every Role and ClusterRole the operator uses out of a
+// multi-document YAML stream.
 func rolesIn(t *testing.T, source string, data []byte) []role {
 	t.Helper()
 	var out []role
@@ -78,8 +79,9 @@ func rolesIn(t *testing.T, source string, data []byte) []role {
 		var head struct {
 			Kind     string `json:"kind"`
 			Metadata struct {
-				Name      string `json:"name"`
-				Namespace string `json:"namespace"`
+				Name      string            `json:"name"`
+				Namespace string            `json:"namespace"`
+				Labels    map[string]string `json:"labels"`
 			} `json:"metadata"`
 			Rules []rbacv1.PolicyRule `json:"rules"`
 		}
@@ -89,11 +91,25 @@ func rolesIn(t *testing.T, source string, data []byte) []role {
 		if err := yaml.Unmarshal([]byte(doc), &head); err != nil {
 			t.Fatalf("%s: %v", source, err)
 		}
+		if aggregated(head.Metadata.Labels) {
+			continue // a role for people (TestAggregatedRoles), not the operator's
+		}
 		if head.Kind == "Role" || head.Kind == "ClusterRole" {
 			out = append(out, role{source: source, kind: head.Kind, name: head.Metadata.Name, namespace: head.Metadata.Namespace, rules: head.Rules})
 		}
 	}
 	return out
+}
+
+// aggregated reports whether labels add a ClusterRole to a built-in role for
+// people (view, edit, admin).
+func aggregated(labels map[string]string) bool {
+	for k := range labels {
+		if strings.HasPrefix(k, "rbac.authorization.k8s.io/aggregate-to-") {
+			return true
+		}
+	}
+	return false
 }
 
 // violations lists every wildcard and every verb no code uses.
