@@ -707,6 +707,10 @@ func TestNotes(t *testing.T) {
 "example-app-cf-access" in namespace default`))
 	g.Expect(n).To(ContainSubstring("rollout status deployment/" + fullname))
 
+	g.Expect(n).To(ContainSubstring("Nobody may scrape it yet"))
+	g.Expect(renderNotes(set("serviceMonitor.enabled=true")...)).NotTo(ContainSubstring("Nobody may scrape it yet"))
+	g.Expect(renderNotes(set("metrics.reader.serviceAccounts[0].name=prometheus")...)).NotTo(ContainSubstring("Nobody may scrape it yet"))
+
 	n = renderNotes(set("rbac.scope=namespaced", "watchNamespaces={team-a,team-b}")...)
 	g.Expect(n).To(ContainSubstring("namespace: team-a"))
 	g.Expect(n).To(ContainSubstring("must be in " + releaseNamespace))
