@@ -198,7 +198,7 @@ type AccountStatus struct {
 // ServiceTokens in its namespace use.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=cfaccount
+// +kubebuilder:resource:shortName=cfaccount,categories=cloudflare
 // +kubebuilder:printcolumn:name="Account",type=string,JSONPath=`.spec.accountID`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
@@ -225,7 +225,7 @@ type CloudflareAccountList struct {
 // ServiceTokens in any namespace allowed by its namespaceSelector can use.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,shortName=cfclusteraccount
+// +kubebuilder:resource:scope=Cluster,shortName=cfclusteraccount,categories=cloudflare
 // +kubebuilder:printcolumn:name="Account",type=string,JSONPath=`.spec.accountID`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1

@@ -419,16 +419,22 @@ const (
 	ExternalDeleted  = "Deleted"
 )
 
+// The Expires and Renews columns are strings (RFC 3339): kubectl prints a
+// future time of type date as "<invalid>", as it only shows how long ago
+// something happened. Rotated, a past time, is a date ("3d").
+
 // ServiceToken is a Cloudflare Access service token whose client ID and
 // secret the operator keeps in a Secret, renewing and rotating it on schedule.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=cfst
+// +kubebuilder:resource:shortName=cfst,categories=cloudflare
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Token",type=string,JSONPath=`.status.tokenID`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.status.secretName`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Renews",type=string,JSONPath=`.status.renewalTime`,priority=1
+// +kubebuilder:printcolumn:name="Rotated",type=date,JSONPath=`.status.lastRotationTime`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ServiceToken struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -3,8 +3,9 @@
 //
 //	go run ./hack/chart crds -out DIR CRD.yaml...
 //	    copies each CRD into DIR as a Helm template: wrapped in
-//	    {{- if .Values.crds.install }}, with the chart's labels and the
-//	    helm.sh/resource-policy: keep annotation unless .Values.crds.keep is false.
+//	    {{- if .Values.crds.install }}, with the chart's labels, the
+//	    helm.sh/resource-policy: keep annotation unless .Values.crds.keep is
+//	    false, and .Values.crds.annotations.
 //	go run ./hack/chart rbac -role config/rbac/role.yaml -out FILE CRD.yaml...
 //	    writes the manager's RBAC rules as named templates: all of them (for
 //	    rbac.scope=cluster) and split into the rules on namespaced resources
@@ -132,9 +133,13 @@ func crdTemplate(name, src string) (string, error) {
 		return "", fmt.Errorf("metadata.name not found")
 	}
 
-	keep := []string{
+	// The keep policy and the user's crds.annotations, after controller-gen's.
+	annotate := []string{
 		"    {{- if .Values.crds.keep }}",
 		"    helm.sh/resource-policy: keep",
+		"    {{- end }}",
+		"    {{- with .Values.crds.annotations }}",
+		"    {{- toYaml . | nindent 4 }}",
 		"    {{- end }}",
 	}
 	labels := []string{
@@ -152,10 +157,10 @@ func crdTemplate(name, src string) (string, error) {
 	for i := 0; i < len(lines); i++ {
 		if annotations < 0 && i == meta+1 {
 			write("  annotations:")
-			write(keep...)
+			write(annotate...)
 		}
 		if i == annotationsEnd {
-			write(keep...)
+			write(annotate...)
 		}
 		if i == nameLine {
 			write(labels...)

@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -68,6 +69,12 @@ func TestRenderedObjectsAreValid(t *testing.T) {
 					err = o.decode(&corev1.Service{})
 				case "ServiceAccount":
 					err = o.decode(&corev1.ServiceAccount{})
+				case "Secret":
+					var sec corev1.Secret
+					err = o.decode(&sec)
+					g.Expect(sec.Type).To(Equal(corev1.SecretTypeServiceAccountToken), "the chart holds no secret of its own: %s", o)
+				case "NetworkPolicy":
+					err = o.decode(&networkingv1.NetworkPolicy{})
 				case "PodDisruptionBudget":
 					err = o.decode(&policyv1.PodDisruptionBudget{})
 				case "Role":
@@ -314,12 +321,14 @@ func TestMetricsServiceAndServiceMonitor(t *testing.T) {
 			ep := eps[0].(map[string]any)
 			g.Expect(ep["port"]).To(Equal(svc.Spec.Ports[0].Name))
 			g.Expect(ep["path"]).To(Equal("/metrics"))
+			g.Expect(ep).NotTo(HaveKey("bearerTokenFile"), "deprecated in prometheus-operator: authorization replaces it")
 			if secure {
 				g.Expect(ep["scheme"]).To(Equal("https"))
-				g.Expect(ep).To(HaveKey("bearerTokenFile"))
+				g.Expect(ep["authorization"]).To(Equal(map[string]any{"type": "Bearer",
+					"credentials": map[string]any{"name": fullname + "-metrics-scraper-token", "key": "token"}}))
 			} else {
 				g.Expect(ep["scheme"]).To(Equal("http"))
-				g.Expect(ep).NotTo(HaveKey("bearerTokenFile"))
+				g.Expect(ep).NotTo(HaveKey("authorization"))
 			}
 		})
 	}
@@ -361,8 +370,8 @@ func TestPrometheusRule(t *testing.T) {
 
 	a := alerts()
 	g.Expect(a).To(HaveLen(4))
-	g.Expect(a["ServiceTokenExpiringSoon"]["expr"]).To(Equal("servicetoken_expiration_timestamp_seconds - time() < 259200"))
-	g.Expect(a["ServiceTokenNotReady"]["expr"]).To(Equal(`servicetoken_ready_status{condition="true"} == 0`))
+	g.Expect(a["ServiceTokenExpiringSoon"]["expr"]).To(Equal("max by (namespace, name) (servicetoken_expiration_timestamp_seconds) - time() < 259200"))
+	g.Expect(a["ServiceTokenNotReady"]["expr"]).To(Equal(`max by (namespace, name) (servicetoken_ready_status{condition="true"}) == 0`))
 	g.Expect(a["ServiceTokenNotReady"]["for"]).To(Equal("15m"))
 	g.Expect(a["ServiceTokenCloudflareAPIErrors"]["expr"]).To(And(
 		ContainSubstring(`rate(servicetoken_cloudflare_requests_total{code=~"5..|429|error"}[`),
@@ -553,13 +562,16 @@ func expectBindingsResolve(t *testing.T, objs []object, sa, saNamespace string) 
 		}
 		g.Expect(subjects).NotTo(BeEmpty(), o.String())
 		if strings.HasSuffix(ref.Name, "-metrics-reader") {
-			continue // bound to metrics.reader.subjects
+			continue // bound to the scrapers (TestMetricsReaderBinding)
 		}
 		g.Expect(subjects).To(ConsistOf(rbacv1.Subject{Kind: "ServiceAccount", Name: sa, Namespace: saNamespace}), o.String())
 	}
-	sas := ofKind(objs, "ServiceAccount")
-	g.Expect(sas).To(HaveLen(1))
-	g.Expect(sas[0].u.GetName()).To(Equal(sa))
+	var names []string
+	for _, o := range ofKind(objs, "ServiceAccount") {
+		names = append(names, o.u.GetName())
+	}
+	// The manager's, and the ServiceMonitor's scraper when there is one.
+	g.Expect(names).To(Or(ConsistOf(sa), ConsistOf(sa, fullname+"-metrics-scraper")))
 }
 
 // expectBound: the role is bound to the manager's ServiceAccount.
@@ -705,6 +717,10 @@ func TestNotes(t *testing.T) {
 	g.Expect(n).To(ContainSubstring(`Secret
 "example-app-cf-access" in namespace default`))
 	g.Expect(n).To(ContainSubstring("rollout status deployment/" + fullname))
+
+	g.Expect(n).To(ContainSubstring("Nobody may scrape it yet"))
+	g.Expect(renderNotes(set("serviceMonitor.enabled=true")...)).NotTo(ContainSubstring("Nobody may scrape it yet"))
+	g.Expect(renderNotes(set("metrics.reader.serviceAccounts[0].name=prometheus")...)).NotTo(ContainSubstring("Nobody may scrape it yet"))
 
 	n = renderNotes(set("rbac.scope=namespaced", "watchNamespaces={team-a,team-b}")...)
 	g.Expect(n).To(ContainSubstring("namespace: team-a"))

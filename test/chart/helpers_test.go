@@ -293,11 +293,16 @@ func managerRole(t *testing.T) rbacv1.ClusterRole {
 	return cr
 }
 
-// rolesOf returns every Role and ClusterRole rendered, keyed "Kind ns/name".
+// rolesOf returns every Role and ClusterRole rendered for the operator
+// itself (the manager, leader election, metrics), keyed "Kind ns/name". The
+// roles for people, aggregated into view/edit/admin, are peopleRoles'.
 func rolesOf(t *testing.T, objs []object) map[string][]rbacv1.PolicyRule {
 	t.Helper()
 	out := map[string][]rbacv1.PolicyRule{}
 	for _, o := range objs {
+		if forPeople(o) {
+			continue
+		}
 		switch o.u.GetKind() {
 		case "Role":
 			var r rbacv1.Role
@@ -312,6 +317,37 @@ func rolesOf(t *testing.T, objs []object) map[string][]rbacv1.PolicyRule {
 			}
 			out[o.String()] = r.Rules
 		}
+	}
+	return out
+}
+
+// forPeople reports whether o is a ClusterRole that aggregates into a
+// built-in role for people (view, edit, admin, OpenShift's cluster-reader).
+func forPeople(o object) bool {
+	if o.u.GetKind() != "ClusterRole" {
+		return false
+	}
+	for k := range o.u.GetLabels() {
+		if strings.HasPrefix(k, "rbac.authorization.k8s.io/aggregate-to-") {
+			return true
+		}
+	}
+	return false
+}
+
+// peopleRoles returns the ClusterRoles for people, keyed by name.
+func peopleRoles(t *testing.T, objs []object) map[string]rbacv1.ClusterRole {
+	t.Helper()
+	out := map[string]rbacv1.ClusterRole{}
+	for _, o := range objs {
+		if !forPeople(o) {
+			continue
+		}
+		var r rbacv1.ClusterRole
+		if err := o.decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		out[r.Name] = r
 	}
 	return out
 }

@@ -35,7 +35,9 @@ func TestInstaller(t *testing.T) {
 		g.Expect(kinds).To(Equal(map[string]int{
 			"Namespace": 1, "CustomResourceDefinition": len(configCRDs(t)),
 			"ServiceAccount": 1, "Role": 1, "RoleBinding": 1,
-			"ClusterRole": 3, "ClusterRoleBinding": 2, // manager, metrics auth (+ metrics reader, unbound)
+			// manager, metrics auth (+ metrics reader, unbound; + view, edit and
+			// cluster-view for people, aggregated)
+			"ClusterRole": 6, "ClusterRoleBinding": 2,
 			"Deployment": 1, "PodDisruptionBudget": 1, "Service": 1,
 		}))
 		var nsObj corev1.Namespace

@@ -14,6 +14,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
@@ -97,8 +99,11 @@ func TestHelmChart(t *testing.T) {
 			t.Fatalf("helm lint failed: %v\n%s", err, out)
 		}
 	})
+	// Prometheus' ServiceAccount, as a user names it, may read the metrics.
 	out, err := run(helm, "template", release, chart, "--namespace", systemNamespace,
-		"--set", "image.repository=example.invalid/servicetoken-operator", "--set", "image.tag=e2e")
+		"--set", "image.repository=example.invalid/servicetoken-operator", "--set", "image.tag=e2e",
+		"--set", "metrics.reader.serviceAccounts[0].name="+prometheus.Name,
+		"--set", "metrics.reader.serviceAccounts[0].namespace="+prometheus.Namespace)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,8 +117,11 @@ func TestHelmChart(t *testing.T) {
 	ns.SetAPIVersion("v1")
 	ns.SetKind("Namespace")
 	ns.SetName(systemNamespace)
-	installAndRun(t, append([]*unstructured.Unstructured{ns}, objs...))
+	installAndRun(t, append([]*unstructured.Unstructured{ns}, objs...), &prometheus)
 }
+
+// prometheus is the ServiceAccount the Helm test lets scrape the metrics.
+var prometheus = types.NamespacedName{Namespace: "monitoring", Name: "prometheus-k8s"}
 
 // TestKustomizeInstaller installs config/default rendered by the pinned
 // kustomize, as `make build-installer` writes it to dist/install.yaml, and
@@ -129,13 +137,14 @@ func TestKustomizeInstaller(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	installAndRun(t, objs)
+	installAndRun(t, objs, nil)
 }
 
 // installAndRun starts a fresh control plane, applies the install, checks
 // the Deployment's pod template, starts the manager as the Deployment's
-// ServiceAccount and runs the scenario.
-func installAndRun(t *testing.T, objs []*unstructured.Unstructured) {
+// ServiceAccount and runs the scenario. With scraper, it then scrapes the
+// metrics as that ServiceAccount, which the install must have let in.
+func installAndRun(t *testing.T, objs []*unstructured.Unstructured, scraper *types.NamespacedName) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	manager, cfsim := binaries(t)
@@ -181,12 +190,27 @@ func installAndRun(t *testing.T, objs []*unstructured.Unstructured) {
 
 	t.Logf("manager args (from the Deployment): %s", strings.Join(args, " "))
 	// The install allows Cloudflare's API only; the last flag given wins.
-	mgr, err := harness.StartManager(manager, kubeconfig, dir, "manager", append(args, harness.AllowFlag(sim))...)
+	args = append(args, harness.AllowFlag(sim))
+	var metricsURL string
+	if scraper != nil {
+		port, err := harness.FreePort()
+		g.Expect(err).NotTo(HaveOccurred())
+		args = append(args, fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port))
+		metricsURL = fmt.Sprintf("https://127.0.0.1:%d/metrics", port)
+	}
+	mgr, err := harness.StartManager(manager, kubeconfig, dir, "manager", args...)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(mgr.Stop)
 
 	s := &scenario{t: t, g: g, c: cp.Client, sim: sim, mgr: mgr, acct: acct, namespace: "e2e-apps"}
 	s.run(ctx)
+	if scraper != nil {
+		t.Run("metrics scraped as "+scraper.String(), func(t *testing.T) {
+			s := *s
+			s.t, s.g = t, NewWithT(t)
+			s.scrapeMetrics(ctx, cp, metricsURL, *scraper)
+		})
+	}
 	if leaderElection(args) {
 		// The manager led through the install's Lease permissions.
 		lease := &coordinationv1.Lease{}
@@ -198,6 +222,29 @@ func installAndRun(t *testing.T, objs []*unstructured.Unstructured) {
 	if lines := forbiddenLines(mgr.Output()); len(lines) > 0 {
 		t.Errorf("the manager was refused by the API server (the install's RBAC is short):\n%s", strings.Join(lines, "\n"))
 	}
+}
+
+// scrapeMetrics: the ServiceAccount the install binds to the metrics reader
+// gets the metrics over HTTPS; another, unbound, is refused.
+func (s *scenario) scrapeMetrics(ctx context.Context, cp *harness.ControlPlane, url string, scraper types.NamespacedName) {
+	g := s.g
+	g.Expect(cp.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: scraper.Namespace}})).To(Succeed())
+	stranger := types.NamespacedName{Namespace: scraper.Namespace, Name: "not-a-scraper"}
+	for _, sa := range []types.NamespacedName{scraper, stranger} {
+		g.Expect(cp.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: sa.Namespace, Name: sa.Name}})).To(Succeed())
+	}
+	var code int
+	var body string
+	var err error
+	s.waitFor("a scrape of "+url+" as "+scraper.String(), func() bool {
+		code, body, err = scrape(ctx, cp, url, scraper.Namespace, scraper.Name)
+		return err == nil && code == http.StatusOK
+	})
+	// The scenario's Cloudflare calls are counted by the leader that made them.
+	g.Expect(body).To(ContainSubstring("servicetoken_cloudflare_requests_total{"))
+	code, _, err = scrape(ctx, cp, url, stranger.Namespace, stranger.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(code).To(Equal(http.StatusForbidden), "a ServiceAccount without the metrics reader role")
 }
 
 // scenario is a ServiceToken's life: created, verified, rotated, deleted.

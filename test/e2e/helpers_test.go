@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -230,20 +233,13 @@ func managerArgs(d *appsv1.Deployment) ([]string, error) {
 // ServiceAccount with a bound token from the TokenRequest API, as a pod of
 // the Deployment would.
 func serviceAccountKubeconfig(ctx context.Context, cp *harness.ControlPlane, namespace, name, path string) error {
-	cs, err := kubernetes.NewForConfig(cp.Config)
+	token, err := serviceAccountToken(ctx, cp, namespace, name)
 	if err != nil {
 		return err
 	}
-	expiry := int64(3600)
-	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return fmt.Errorf("TokenRequest for ServiceAccount %s/%s: %w", namespace, name, err)
-	}
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["e2e"] = &clientcmdapi.Cluster{Server: cp.Config.Host, CertificateAuthorityData: cp.Config.CAData}
-	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: token}
 	cfg.Contexts["e2e"] = &clientcmdapi.Context{Cluster: "e2e", AuthInfo: name, Namespace: namespace}
 	cfg.CurrentContext = "e2e"
 	b, err := clientcmd.Write(*cfg)
@@ -251,6 +247,48 @@ func serviceAccountKubeconfig(ctx context.Context, cp *harness.ControlPlane, nam
 		return err
 	}
 	return os.WriteFile(path, b, 0o600)
+}
+
+// serviceAccountToken gets a bound token for the ServiceAccount from the
+// TokenRequest API, as the kubelet does for a pod.
+func serviceAccountToken(ctx context.Context, cp *harness.ControlPlane, namespace, name string) (string, error) {
+	cs, err := kubernetes.NewForConfig(cp.Config)
+	if err != nil {
+		return "", err
+	}
+	expiry := int64(3600)
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("TokenRequest for ServiceAccount %s/%s: %w", namespace, name, err)
+	}
+	return tr.Status.Token, nil
+}
+
+// scrape GETs the manager's secure metrics endpoint with a ServiceAccount's
+// token, as Prometheus does (skipping verification of the manager's
+// self-signed certificate), and returns the status code and body.
+func scrape(ctx context.Context, cp *harness.ControlPlane, url, namespace, name string) (int, string, error) {
+	token, err := serviceAccountToken(ctx, cp, namespace, name)
+	if err != nil {
+		return 0, "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the manager's certificate is self-signed, as in the ServiceMonitor
+	}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
 }
 
 // forbiddenLines returns the manager's log lines that report an

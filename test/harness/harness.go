@@ -57,9 +57,13 @@ type ControlPlane struct {
 
 // ControlPlaneOptions configure StartControlPlane.
 type ControlPlaneOptions struct {
-	// GarbageCollector also runs kube-controller-manager with only the
-	// garbage collector, so owner references really delete dependents.
+	// GarbageCollector also runs kube-controller-manager with the garbage
+	// collector, so owner references really delete dependents.
 	GarbageCollector bool
+	// RoleAggregation also runs kube-controller-manager with the
+	// clusterrole-aggregation controller, so ClusterRoles labelled
+	// aggregate-to-view/edit/admin add their rules to the built-in roles.
+	RoleAggregation bool
 	// Dir holds kubeconfigs and logs; a temporary directory when empty.
 	Dir string
 }
@@ -94,15 +98,24 @@ func StartControlPlane(opts ControlPlaneOptions) (*ControlPlane, error) {
 	if cp.Client, err = client.New(env.Config, client.Options{Scheme: testenv.Scheme()}); err != nil {
 		return fail(err)
 	}
+	var controllers []string
 	if opts.GarbageCollector {
-		if cp.kcm, err = cp.startControllerManager(); err != nil {
+		controllers = append(controllers, "garbagecollector")
+	}
+	if opts.RoleAggregation {
+		controllers = append(controllers, "clusterrole-aggregation")
+	}
+	if len(controllers) > 0 {
+		if cp.kcm, err = cp.startControllerManager(controllers); err != nil {
 			return fail(err)
 		}
 	}
 	return cp, nil
 }
 
-func (cp *ControlPlane) startControllerManager() (*Process, error) {
+// startControllerManager runs kube-controller-manager with only the named
+// controllers.
+func (cp *ControlPlane) startControllerManager(controllers []string) (*Process, error) {
 	assets, err := testenv.AssetsDir()
 	if err != nil {
 		return nil, err
@@ -117,7 +130,7 @@ func (cp *ControlPlane) startControllerManager() (*Process, error) {
 	}
 	return Start(ProcessOptions{Name: "kube-controller-manager", Path: bin, LogDir: cp.Dir, Args: []string{
 		"--kubeconfig=" + cp.Kubeconfig, "--authentication-kubeconfig=" + cp.Kubeconfig, "--authorization-kubeconfig=" + cp.Kubeconfig,
-		"--controllers=garbagecollector", "--leader-elect=false", "--use-service-account-credentials=false",
+		"--controllers=" + strings.Join(controllers, ","), "--leader-elect=false", "--use-service-account-credentials=false",
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(port), "--concurrent-gc-syncs=5",
 	}})
 }

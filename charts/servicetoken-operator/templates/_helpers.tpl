@@ -32,6 +32,9 @@ helm.sh/chart: {{ include "servicetoken-operator.chart" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: servicetoken-operator
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* Labels that select the manager pods. */}}
@@ -67,6 +70,17 @@ app.kubernetes.io/component: manager
 {{/* Name of the metrics Service port: https when secure, else http. */}}
 {{- define "servicetoken-operator.metricsPortName" -}}
 {{- if .Values.metrics.secure }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/*
+The ServiceAccount the chart creates for the ServiceMonitor to scrape the
+secure metrics endpoint with; empty when it creates none (no ServiceMonitor,
+plain HTTP, or serviceMonitor.authorization.credentials given).
+*/}}
+{{- define "servicetoken-operator.metricsScraper" -}}
+{{- if and .Values.metrics.enabled .Values.metrics.secure .Values.metrics.reader.create .Values.serviceMonitor.enabled (not .Values.serviceMonitor.authorization.credentials) }}
+{{- include "servicetoken-operator.fullname" . }}-metrics-scraper
+{{- end }}
 {{- end }}
 
 {{/* The watched namespaces, sorted and without duplicates or blanks. */}}
