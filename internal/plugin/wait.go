@@ -15,7 +15,7 @@ import (
 )
 
 // pollInterval is how often wait reads the ServiceTokens again.
-var pollInterval = time.Second
+const pollInterval = time.Second
 
 func newWaitCommand(e *env) *cobra.Command {
 	var sel selection
