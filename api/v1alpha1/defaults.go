@@ -193,6 +193,8 @@ func MarkerOf(name string) (types.UID, bool) {
 	return types.UID(uid), true
 }
 
+func isHex(c rune) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
 // isUID reports whether s looks like a Kubernetes UID (a UUID in its
 // canonical 8-4-4-4-12 form).
 func isUID(s string) bool {
@@ -205,7 +207,7 @@ func isUID(s string) bool {
 			if c != '-' {
 				return false
 			}
-		case !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'):
+		case !isHex(c):
 			return false
 		}
 	}

@@ -34,12 +34,12 @@ func (s *scope) owns(t cf.Token) bool {
 // vouched reports whether status.ownershipProof proves t this object's: a
 // proof only the account's credentials can make, for this UID and t's ID.
 func (s *scope) vouched(t cf.Token) bool {
-	proof := ""
-	switch st := s.st.Status; {
-	case t.ID == "":
-	case t.ID == st.TokenID:
+	proof, st := "", s.st.Status
+	switch t.ID {
+	case "":
+	case st.TokenID:
 		proof = st.OwnershipProof
-	case t.ID == st.PreviousTokenID:
+	case st.PreviousTokenID:
 		proof = st.PreviousOwnershipProof
 	}
 	return proof != "" && s.acct != nil && s.acct.Client != nil &&

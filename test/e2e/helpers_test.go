@@ -286,7 +286,7 @@ func scrape(ctx context.Context, cp *harness.ControlPlane, url, namespace, name 
 	if err != nil {
 		return 0, "", err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // a read-only GET: nothing to lose
 	body, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body), err
 }

@@ -407,7 +407,7 @@ func (s *Sim) RotateToken(id string) error {
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // the status says it all
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("POST /_sim/tokens/%s/rotate: %s", id, resp.Status)
 	}
