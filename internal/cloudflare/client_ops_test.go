@@ -299,3 +299,24 @@ func TestMissingFieldsKeepTheLastKnownValue(t *testing.T) {
 	forever := tokenFromJSON(`{"id":"f","duration":"forever","enabled":true,"name":"n","created_at":"2026-01-02T03:04:05Z","updated_at":"2026-01-02T03:04:05Z"}`)
 	g.Expect(forever.Knows(FieldExpiresAt)).To(BeTrue(), "a forever token's absent expiry is known: none")
 }
+
+// Vouch's proofs depend on the credentials and on every part, survive a new
+// client (restart, another replica) and give nothing of the credentials away.
+func TestVouchIsBoundToTheCredentialsAndTheParts(t *testing.T) {
+	g := NewWithT(t)
+	client := func(key, token string) Client {
+		c, err := NewFactory(FactoryOptions{}).ClientFor(AccountConfig{Key: key, BaseURL: "https://api.cloudflare.com/client/v4", APIToken: token})
+		g.Expect(err).NotTo(HaveOccurred())
+		return c
+	}
+	const token = "vouch-test-api-token-0123456789"
+	a, again, other := client("a", token), client("b", token), client("a", token+"x")
+	proof := a.Vouch("uid-1", "token-1")
+	g.Expect(proof).To(HaveLen(32))
+	g.Expect(again.Vouch("uid-1", "token-1")).To(Equal(proof), "the same credentials make the same proof")
+	g.Expect(other.Vouch("uid-1", "token-1")).NotTo(Equal(proof), "other credentials cannot make it")
+	g.Expect(a.Vouch("uid-2", "token-1")).NotTo(Equal(proof))
+	g.Expect(a.Vouch("uid-1", "token-2")).NotTo(Equal(proof))
+	g.Expect(a.Vouch("uid-1token-1")).NotTo(Equal(proof), "parts are separated")
+	g.Expect(proof).NotTo(ContainSubstring(token[:8]))
+}

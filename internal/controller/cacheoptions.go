@@ -88,6 +88,7 @@ func internShared(in any, obj metav1.Object) {
 	case *v1alpha1.ServiceToken:
 		o.Spec.AccountRef.Kind, o.Spec.AccountRef.Name = intern(o.Spec.AccountRef.Kind), intern(o.Spec.AccountRef.Name)
 		o.Spec.Duration = intern(o.Spec.Duration)
+		o.Status.AccountID = intern(o.Status.AccountID) // one of a few accounts
 		for i := range o.Status.Conditions {
 			c := &o.Status.Conditions[i]
 			c.Type, c.Reason = intern(c.Type), intern(c.Reason)
