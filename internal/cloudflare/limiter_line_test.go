@@ -31,8 +31,8 @@ type lineWorld struct {
 type lineCaller struct {
 	name      string
 	admitted  context.Context // Admit said yes: the call follows (after the intent is written)
-	next      time.Time // when it calls next
-	waiting   bool      // refused at least once for the current need
+	next      time.Time       // when it calls next
+	waiting   bool            // refused at least once for the current need
 	needSince time.Time
 }
 
