@@ -25,6 +25,8 @@ TEST_ARGS ?=
 # Feature areas add their targets in hack/mk/*.mk; GENERATE_TARGETS lists the
 # generators (beyond CRDs, RBAC and deepcopy) that `make verify` reruns.
 GENERATE_TARGETS ?=
+# VERIFY_TARGETS lists the further checks (such as actionlint) `make verify` runs.
+VERIFY_TARGETS ?=
 -include $(sort $(wildcard hack/mk/*.mk))
 
 .PHONY: all
@@ -68,7 +70,7 @@ test: manifests generate fmt vet envtest chart-tools ## Run every test against a
 	KUBEBUILDER_ASSETS="$$(hack/setup-envtest.sh)" $(GO) test ./... -count=1 $(TEST_ARGS)
 
 .PHONY: verify
-verify: manifests generate fmt $(GENERATE_TARGETS) lint ## Regenerate everything, lint, and fail if anything changed.
+verify: manifests generate fmt $(GENERATE_TARGETS) lint $(VERIFY_TARGETS) ## Regenerate everything, lint, and fail if anything changed.
 	$(GO) mod tidy
 	@if [ -n "$$(git status --porcelain)" ]; then \
 		echo "make verify: generated or formatted files are out of date:"; \

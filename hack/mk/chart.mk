@@ -16,6 +16,8 @@ HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
 KUSTOMIZE ?= $(LOCALBIN)/kustomize-$(KUSTOMIZE_VERSION)
 
 CHART_DIR ?= charts/servicetoken-operator
+# The OCI repository `make chart-push` pushes to.
+CHART_REPO ?= oci://ghcr.io/servicetoken-operator/charts
 CRD_BASES := $(sort $(wildcard config/crd/bases/*.yaml))
 
 # `make verify` reruns these and fails if they changed anything.
@@ -52,6 +54,10 @@ chart-lint: helm ## Run helm lint on the chart.
 chart-package: helm chart-generate ## Package the chart into dist/.
 	@mkdir -p dist
 	$(HELM) package $(CHART_DIR) -d dist
+
+.PHONY: chart-push
+chart-push: chart-package ## Push the packaged chart to CHART_REPO (credentials: helm registry login or docker login).
+	$(HELM) push dist/servicetoken-operator-$(VERSION).tgz $(CHART_REPO)
 
 .PHONY: chart-test
 chart-test: chart-tools ## Run the chart and installer tests (test/chart).
