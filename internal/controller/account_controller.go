@@ -51,7 +51,8 @@ type AccountReconciler struct {
 	Finalizer string
 
 	mu       sync.Mutex
-	verified map[string]string // account key -> fingerprint of the config Cloudflare accepted
+	verified map[string]string       // account key -> fingerprint of the config Cloudflare accepted
+	refused  map[string]refusedProbe // account key -> the write probe's refusal of a config
 }
 
 // Reconcile validates one account.
@@ -131,7 +132,15 @@ func (r *AccountReconciler) check(ctx context.Context, acc *account) error {
 		return err
 	}
 	if r.fingerprint(acc.Key) != fp && acc.WriteVerified != acc.CredentialsVersion {
+		// A refusal stands until the credentials change or the next
+		// recheck (a permission granted in Cloudflare): every event on the
+		// account (a ServiceToken created meanwhile) would otherwise probe
+		// again with the same read-only token.
+		if err := r.refusal(acc.Key, fp); err != nil {
+			return err
+		}
 		if err := r.probeWrite(ctx, c, acc); err != nil {
+			r.setRefusal(acc.Key, fp, err)
 			return err
 		}
 	}
@@ -250,6 +259,32 @@ func (r *AccountReconciler) fingerprint(key string) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.verified[key]
+}
+
+// refusal is the write probe's refusal of the credentials fp, if any.
+func (r *AccountReconciler) refusal(key, fp string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if f := r.refused[key]; f.fp == fp && r.Clock.Since(f.at) < credentialsRecheck {
+		return f.err
+	}
+	return nil
+}
+
+func (r *AccountReconciler) setRefusal(key, fp string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.refused == nil {
+		r.refused = map[string]refusedProbe{}
+	}
+	r.refused[key] = refusedProbe{fp: fp, err: err, at: r.Clock.Now()}
+}
+
+// refusedProbe is a write probe's refusal of one set of credentials.
+type refusedProbe struct {
+	fp  string
+	err error
+	at  time.Time
 }
 
 func (r *AccountReconciler) setFingerprint(key, fp string) {

@@ -268,7 +268,8 @@ var _ = Describe("Secret continuity", func() {
 		Expect(callsOn("rotate", st.Status.TokenID)).To(Equal(0), "nothing was minted that could not be stored")
 		Expect(st.Status.PendingOperation).To(BeNil())
 		Expect(held.works()).To(BeTrue())
-		Expect(op.events.reasons(st)).To(ContainElement(v1alpha1.ReasonSecretNotWritable))
+		// The event is recorded after the status write.
+		Eventually(func() []string { return op.events.reasons(st) }, timeout, interval).Should(ContainElement(v1alpha1.ReasonSecretNotWritable))
 	})
 
 	It("announces the one case Cloudflare forces: a committed rotate whose response was lost revokes the held secret", func() {

@@ -27,6 +27,15 @@ func rememberUpdate(st *v1alpha1.ServiceToken, resp cf.Token) {
 	st.Status.TokenUpdatedAt = &t
 }
 
+// rememberWrite is rememberUpdate for a token the operator just changed
+// (or took on), also kept in memory for noticeExternalChange.
+func (r *ServiceTokenReconciler) rememberWrite(s *scope, t cf.Token) {
+	rememberUpdate(s.st, t)
+	if u := s.st.Status.TokenUpdatedAt; u != nil {
+		r.wrote.Store(s.st.UID, u.Time)
+	}
+}
+
 // forgetUpdate drops the recorded updated_at after a change whose answer did
 // not carry it (or never came): the next list gives the baseline, and nothing
 // is taken for someone else's change meanwhile.
@@ -54,6 +63,9 @@ func (r *ServiceTokenReconciler) noticeExternalChange(s *scope) {
 		return
 	}
 	rememberUpdate(st, *t)
+	if ours, ok := r.wrote.Load(st.UID); ok && ours.(time.Time).Equal(now) {
+		return // our own change, whose status write did not land
+	}
 	if st.Generation != st.Status.ObservedGeneration {
 		// A spec change was being applied: an update whose answer was lost
 		// (a crash, a dropped response) moves updated_at to no visible end

@@ -128,6 +128,7 @@ func accountKindOf(st *v1alpha1.ServiceToken) string {
 // release removes the finalizer; the API server then deletes the object.
 func (r *ServiceTokenReconciler) release(ctx context.Context, s *scope) error {
 	r.Renewals.Remove(types.NamespacedName{Namespace: s.st.Namespace, Name: s.st.Name})
+	r.wrote.Delete(s.st.UID)
 	err := patchFinalizers(ctx, r.Client, s.st, func() { controllerutil.RemoveFinalizer(s.st, v1alpha1.Finalizer) })
 	switch {
 	case apierrors.IsNotFound(err): // gone already

@@ -83,7 +83,7 @@ func (r *ServiceTokenReconciler) adopt(s *scope, t cf.Token) {
 	st := s.st
 	st.Status.TokenID, st.Status.ClientID, st.Status.TokenName = t.ID, t.ClientID, t.Name
 	st.Status.AccountID = s.acct.Scope.AccountID
-	rememberUpdate(st, t)
+	r.rememberWrite(s, t)
 	r.Inventory.Track(t.ID, types.NamespacedName{Namespace: st.Namespace, Name: st.Name})
 }
 
@@ -262,7 +262,7 @@ func (r *ServiceTokenReconciler) admit(ctx context.Context, s *scope, op string)
 // stored records a token state Cloudflare returned after a write, keeping
 // the last known value of any field the answer left out.
 func (r *ServiceTokenReconciler) stored(s *scope, t cf.Token) {
-	rememberUpdate(s.st, t) // before filling: only an updated_at this answer carried
+	r.rememberWrite(s, t) // before filling: only an updated_at this answer carried
 	if s.token != nil {
 		t = t.Fill(*s.token)
 	}

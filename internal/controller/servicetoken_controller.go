@@ -82,6 +82,10 @@ type ServiceTokenReconciler struct {
 	drift chan event.GenericEvent
 	due   chan event.GenericEvent // renewals whose planned start came
 	seen  sync.Map                // UIDs this process has reconciled: their retries follow RequeueAfter
+	// wrote holds, per UID, the updated_at of the last change this process
+	// made to the object's token, in case its status write failed after
+	// the change (noticeExternalChange must not take it for someone else's).
+	wrote sync.Map
 }
 
 // Counters receives the renewals the controller makes (for metrics).
