@@ -6,6 +6,10 @@
 // lost or leaked. Throughout, it samples the Secrets as a workload reads them
 // and checks that every secret it was handed keeps working for its grace
 // period once replaced (issue 11, continuity.go).
+// A second, small cluster shares one Cloudflare account with the first,
+// its ServiceTokens named like first-cluster ones, and the simulator's
+// request log shows that neither cluster ever writes to the other's tokens
+// (issue 13, second.go).
 //
 // Run it with `make chaos` (the long, default configuration, flags through
 // CHAOS_ARGS) or as part of `make test` (TestChaos, a short configuration).

@@ -71,6 +71,8 @@ func TestForeignWritesFindsWritesOnAnotherOwnersToken(t *testing.T) {
 	second, first := sim.CredentialID("second-api-token"), sim.CredentialID("first-api-token")
 	log := []sim.Request{
 		{Op: sim.OpCreate, Path: p, Credential: second, CreatedTokenID: "created-by-second"},
+		{Op: sim.OpCreate, Path: p, Credential: first, CreatedTokenID: "first-token"},
+		{Op: sim.OpRefresh, Path: p + "/00000000-0000-0000-0000-000000000000/refresh", Credential: second}, // the write probe: no token
 		{Op: sim.OpRefresh, Path: p + "/created-by-second/refresh", Credential: second},
 		{Op: sim.OpUpdate, Path: p + "/polled", Credential: second},
 		{Op: sim.OpGet, Path: p + "/polled", Credential: first},                          // a read: allowed
@@ -87,7 +89,7 @@ func TestForeignWritesFindsWritesOnAnotherOwnersToken(t *testing.T) {
 		!strings.Contains(touches[1], "rotate of token first-token by the second cluster") {
 		t.Errorf("touches = %q", touches)
 	}
-	if got, _ := foreignWrites(log[:5], second, map[string]bool{first: true}, map[string]bool{"polled": true}); len(got) != 0 {
+	if got, _ := foreignWrites(log[:7], second, map[string]bool{first: true}, map[string]bool{"polled": true}); len(got) != 0 {
 		t.Errorf("clean log: touches = %q", got)
 	}
 }
