@@ -6,6 +6,10 @@
 // lost or leaked. Throughout, it samples the Secrets as a workload reads them
 // and checks that every secret it was handed keeps working for its grace
 // period once replaced (issue 11, continuity.go).
+// A second, small cluster shares one Cloudflare account with the first,
+// its ServiceTokens named like first-cluster ones, and the simulator's
+// request log shows that neither cluster ever writes to the other's tokens
+// (issue 13, second.go).
 //
 // Run it with `make chaos` (the long, default configuration, flags through
 // CHAOS_ARGS) or as part of `make test` (TestChaos, a short configuration).
@@ -57,9 +61,14 @@ type Config struct {
 	RefreshFailPhase time.Duration
 	RefreshFailRate  float64
 	DriftPeriod      time.Duration
-	Seed             uint64
-	Dir              string // logs and kubeconfigs; a temporary directory when empty
-	Logf             func(format string, args ...any)
+	// SecondTokens is the size of a second cluster (its own control plane
+	// and manager, --cluster-name=second, its own API token) whose
+	// ServiceTokens take the names of first-cluster ones in the same
+	// Cloudflare account (second.go); 0 switches it off.
+	SecondTokens int
+	Seed         uint64
+	Dir          string // logs and kubeconfigs; a temporary directory when empty
+	Logf         func(format string, args ...any)
 }
 
 // DefaultConfig is the `make chaos` run (about 15-18 minutes).
@@ -68,7 +77,7 @@ func DefaultConfig() Config {
 		FaultRate: 0.1, LatencySpike: 3 * time.Second, KillMin: 2 * time.Second, KillMax: 14 * time.Second, MinKills: 20,
 		RestartAPI: true, RolloutEvery: 90 * time.Second, MinRollouts: 3,
 		FaultPhase: 90 * time.Second, RefreshFailPhase: 45 * time.Second, RefreshFailRate: 0.5,
-		DriftPeriod: 30 * time.Second, Seed: 7}
+		DriftPeriod: 30 * time.Second, SecondTokens: 8, Seed: 7}
 }
 
 // ShortConfig is the run inside `make test` (under 5 minutes).
@@ -116,10 +125,13 @@ type Results struct {
 	LostRotateRevocations int            `json:"lost_rotate_revocations"`
 	// ExpiredDuringGrace counts held secrets that stopped working because
 	// their token expired (a late renewal), not because they were revoked.
-	ExpiredDuringGrace int            `json:"expired_during_grace"`
-	ExpiryDetails      []string       `json:"expiry_details,omitempty"`
-	Violations         map[string]int `json:"violations"`
-	ViolationDetails   []string       `json:"violation_details,omitempty"`
+	ExpiredDuringGrace int      `json:"expired_during_grace"`
+	ExpiryDetails      []string `json:"expiry_details,omitempty"`
+	// SecondClusterWrites counts the second cluster's writes (update,
+	// rotate, refresh, delete) to its own tokens.
+	SecondClusterWrites int            `json:"second_cluster_writes"`
+	Violations          map[string]int `json:"violations"`
+	ViolationDetails    []string       `json:"violation_details,omitempty"`
 }
 
 // TotalViolations sums Violations.
@@ -169,6 +181,7 @@ func (r *Results) Table() string {
 	row("  of which Orphaned by policy", r.OrphanedTokens)
 	row("  secrets issued by the simulator", r.IssuedSecrets)
 	row("  bytes scanned for leaks", r.ScannedBytes)
+	row("  second cluster: writes to its own tokens", r.SecondClusterWrites)
 	sep("secret continuity (what a workload feels)")
 	row("  handed-out secrets sampled", r.HeldSecretsSampled)
 	row("  successors under a grace period (checked)", r.SuccessorEvents)
@@ -228,7 +241,7 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		"rollout_every": cfg.RolloutEvery.String(), "min_rollouts": strconv.Itoa(cfg.MinRollouts),
 		"fault_phase": cfg.FaultPhase.String(), "refresh_fail_phase": cfg.RefreshFailPhase.String(),
 		"refresh_fail_rate":  fmt.Sprint(cfg.RefreshFailRate),
-		"drift_check_period": cfg.DriftPeriod.String(), "seed": strconv.FormatUint(cfg.Seed, 10), "dir": dir,
+		"drift_check_period": cfg.DriftPeriod.String(), "second_cluster_tokens": strconv.Itoa(cfg.SecondTokens), "seed": strconv.FormatUint(cfg.Seed, 10), "dir": dir,
 	}
 	start := time.Now()
 	defer func() { r.res.WallSeconds = time.Since(start).Seconds() }()
@@ -242,7 +255,9 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	sampled := make(chan struct{})
 	go func() { defer close(sampled); r.sampleLoop(sampleCtx) }()
-	stop := func() { stopSampling(); <-sampled }
+	polled := make(chan struct{})
+	go func() { defer close(polled); r.pollSecond(sampleCtx) }()
+	stop := func() { stopSampling(); <-sampled; <-polled }
 	defer stop()
 	if err := r.soak(ctx); err != nil {
 		return r.res, err
@@ -269,8 +284,9 @@ type run struct {
 	managerBin string
 	cp         *harness.ControlPlane
 	sim        *harness.Sim
-	apiProc    *harness.Process // the restarted kube-apiserver, once restarted
-	apiTokens  []string         // Cloudflare API credentials (checked for leaks too)
+	apiProc    *harness.Process  // the restarted kube-apiserver, once restarted
+	apiTokens  []string          // Cloudflare API credentials (checked for leaks too)
+	second     *secondClusterRun // nil when cfg.SecondTokens is 0
 
 	mgrMu       sync.Mutex
 	managers    [2]*harness.Process
@@ -332,6 +348,9 @@ func (r *run) teardown() {
 		}
 	}
 	r.mgrMu.Unlock()
+	if r.second != nil {
+		r.second.stop()
+	}
 	if r.sim != nil {
 		r.sim.Stop()
 	}

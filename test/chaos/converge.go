@@ -105,6 +105,9 @@ func (r *run) converge(ctx context.Context) error {
 			stats.Count(op, http.StatusServiceUnavailable)
 	}
 	r.res.Violations["rate budget exceeded (real 429s)"] = stats.RateLimited
+	if err := r.checkForeignTouches(stats.Requests); err != nil {
+		return err
+	}
 	short := 0
 	if r.res.Kills < r.cfg.MinKills {
 		short = 1
@@ -127,7 +130,7 @@ var invariantKinds = []string{
 	"servicetoken not Ready", "servicetoken lost", "deletion not finished", "pending operation left",
 	"token missing in cloudflare", "token differs from spec", "duplicate token", "replaced token kept past grace",
 	"unaccounted token in cloudflare", "secret missing", "secret does not verify", "stray managed secret",
-	"secret leaked",
+	"secret leaked", foreignTouch,
 }
 
 // check is one evaluation of the end-state invariants.
@@ -196,7 +199,11 @@ func (r *run) check(ctx context.Context) (*check, error) {
 			time.Sleep(500 * time.Millisecond)
 			continue
 		}
-		r.evaluate(chk, after, secrets, verified, tokens, managed)
+		foreign, err := r.evaluateSecond(ctx, chk, tokens)
+		if err != nil {
+			return nil, err
+		}
+		r.evaluate(chk, after, secrets, verified, tokens, managed, foreign)
 		return chk, nil
 	}
 }
@@ -218,7 +225,7 @@ func sameVersions(a, b *v1alpha1.ServiceTokenList) bool {
 }
 
 func (r *run) evaluate(chk *check, list *v1alpha1.ServiceTokenList, secrets map[string]*corev1.Secret, verified map[string]bool,
-	tokens []harness.SimToken, managed *corev1.SecretList) {
+	tokens []harness.SimToken, managed *corev1.SecretList, foreign map[string]bool) {
 	r.stMu.Lock()
 	defer r.stMu.Unlock()
 	now := time.Now()
@@ -240,7 +247,7 @@ func (r *run) evaluate(chk *check, list *v1alpha1.ServiceTokenList, secrets map[
 		seen[key] = true
 		ownerOf[string(st.UID)] = st
 		chk.live++
-		eff, err := st.Effective()
+		eff, err := st.EffectiveIn(firstCluster)
 		if err != nil {
 			chk.add("servicetoken not Ready", "%s: invalid spec %v", key, err)
 			continue
@@ -308,7 +315,7 @@ func (r *run) evaluate(chk *check, list *v1alpha1.ServiceTokenList, secrets map[
 	}
 	for _, tk := range tokens {
 		chk.tokens++
-		if accounted[tk.ID] {
+		if accounted[tk.ID] || foreign[tk.ID] { // foreign: the second cluster's
 			continue
 		}
 		if r.orphans.has(tk.ID, tk.Name) {
@@ -339,7 +346,11 @@ func (r *run) checkLeaks(ctx context.Context) error {
 	}
 	r.res.IssuedSecrets = len(issued)
 	var patterns []string
-	for _, s := range append(issued, r.apiTokens...) {
+	apiTokens := r.apiTokens
+	if r.second != nil {
+		apiTokens = append(append([]string{}, apiTokens...), r.second.apiToken)
+	}
+	for _, s := range append(issued, apiTokens...) {
 		patterns = append(patterns, s, base64.StdEncoding.EncodeToString([]byte(s)))
 	}
 	m := newMatcher(patterns)

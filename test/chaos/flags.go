@@ -25,6 +25,7 @@ func Flags(fs *flag.FlagSet, prefix string, def Config) (cfg *Config, out *strin
 	fs.DurationVar(&c.RefreshFailPhase, prefix+"refresh-fail-phase", c.RefreshFailPhase, "length of each phase in which only lifetime renewals (refresh and update calls) fail (0: none)")
 	fs.Float64Var(&c.RefreshFailRate, prefix+"refresh-fail-rate", c.RefreshFailRate, "probability (0..1) that a refresh or update call fails with 5xx during a refresh-failure phase")
 	fs.DurationVar(&c.DriftPeriod, prefix+"drift-check-period", c.DriftPeriod, "the manager's --drift-check-period")
+	fs.IntVar(&c.SecondTokens, prefix+"second-cluster-tokens", c.SecondTokens, "ServiceTokens of a second cluster (--cluster-name=second, own API token) named like first-cluster ones in the same account (0: no second cluster)")
 	fs.Uint64Var(&c.Seed, prefix+"seed", c.Seed, "seed of the churn, the specs and the simulator")
 	fs.StringVar(&c.Dir, prefix+"dir", c.Dir, "directory for logs (default: a temporary directory)")
 	out = fs.String(prefix+"out", "chaos-results.json", "file the results are written to as JSON")

@@ -91,7 +91,7 @@ func (r *run) setup(ctx context.Context) error {
 	}
 	r.apiTokens = list
 	if r.sim, err = harness.StartSim(cfsim, r.dir, "--accounts="+accountA+","+accountB, "--zones="+zoneA+","+zoneB,
-		"--api-tokens="+strings.Join(list, ","), "--seed="+strconv.FormatUint(r.cfg.Seed, 10),
+		"--api-tokens="+strings.Join(append(list, r.secondAPIToken()...), ","), "--seed="+strconv.FormatUint(r.cfg.Seed, 10),
 		"--latency-spike="+r.cfg.LatencySpike.String()); err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func (r *run) setup(ctx context.Context) error {
 		ready, total, err := r.readyCount(ctx)
 		if err == nil && ready == total {
 			r.cfg.Logf("chaos: %d ServiceTokens Ready", total)
-			return nil
+			return r.setupSecond(ctx)
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("only %d of %d ServiceTokens became Ready before the chaos started (err %v)", ready, total, err)
@@ -160,7 +160,7 @@ var credentialsLabel = map[string]string{v1alpha1.LabelCredentials: "true"}
 
 func (r *run) startManager(i int) error {
 	p, err := harness.StartManager(r.managerBin, r.cp.Kubeconfig, r.dir, fmt.Sprintf("manager-%d", i), harness.AllowFlag(r.sim),
-		"--leader-elect", "--leader-election-namespace="+systemNS, "--drift-check-period="+r.cfg.DriftPeriod.String(),
+		"--cluster-name="+firstCluster, "--leader-elect", "--leader-election-namespace="+systemNS, "--drift-check-period="+r.cfg.DriftPeriod.String(),
 		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(r.metricPorts[i]), "--metrics-secure=false",
 		"--zap-log-level=debug") // the limiter's state when an object waits for it
 	if err != nil {
@@ -207,7 +207,7 @@ func (r *run) spec(i int) (*v1alpha1.ServiceToken, *tracked) {
 	if i%9 == 0 {
 		s.TokenName = fmt.Sprintf("chaos %s %s ☃ custom", ns, t.name)
 	}
-	eff, _ := st.Effective()
+	eff, _ := st.EffectiveIn(firstCluster)
 	t.names = []string{eff.TokenName}
 	return st, t
 }

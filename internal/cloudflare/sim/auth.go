@@ -145,3 +145,28 @@ func userKey(user string) string {
 	sum := sha256.Sum256([]byte("user\x00" + user))
 	return "user:" + hex.EncodeToString(sum[:8])
 }
+
+// CredentialID is the ID under which the request log records requests made
+// with apiToken (Request.Credential): the first 12 hex digits of a SHA-256,
+// enough to tell a test's few credentials apart and useless for recovering
+// the token.
+func CredentialID(apiToken string) string { return credentialHash("token\x00" + apiToken) }
+
+// credentialOf is the CredentialID of a request's credential as sent (a
+// Bearer token, else a legacy email and key), known or not; empty without
+// one.
+func credentialOf(h http.Header) string {
+	if authz := h.Get("Authorization"); authz != "" {
+		_, token, _ := strings.Cut(authz, " ")
+		return CredentialID(strings.TrimSpace(token))
+	}
+	if email, key := h.Get("X-Auth-Email"), h.Get("X-Auth-Key"); email != "" || key != "" {
+		return credentialHash("key\x00" + email + "\x00" + key)
+	}
+	return ""
+}
+
+func credentialHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:6])
+}

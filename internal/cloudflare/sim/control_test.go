@@ -86,7 +86,8 @@ func TestStatsCountRequestsByOperationAndStatus(t *testing.T) {
 
 	log := h.sim.RequestLog()
 	g.Expect(log).To(HaveLen(4))
-	g.Expect(log[0]).To(Equal(Request{Time: t0, Method: "POST", Path: acct, Op: OpCreate, Status: 201}))
+	g.Expect(log[0]).To(Equal(Request{Time: t0, Method: "POST", Path: acct, Op: OpCreate, Status: 201,
+		Credential: CredentialID(writerToken), CreatedTokenID: tok.ID}))
 
 	g.Expect(h.control("POST", "/_sim/reset-stats", nil, "", nil)).To(Equal(204))
 	g.Expect(h.sim.Stats().Requests).To(Equal(0))
@@ -154,4 +155,34 @@ func TestNoSecretOrAPITokenReachesTheLogOrStats(t *testing.T) {
 		g.Expect(string(dump)).NotTo(ContainSubstring(s))
 	}
 	g.Expect(h.sim.IssuedSecrets()).To(HaveLen(2))
+}
+
+func TestTheRequestLogNamesEachCredentialByAOneWayID(t *testing.T) {
+	g := NewWithT(t)
+	h := newHarness(t)
+	tok := h.create(`{"name":"mine"}`)
+	h.callAs("GET", acct, "", readOnly)
+	h.callAs("GET", acct, "", legacyKey)
+	h.sim.SetFaults(always(FaultDropResponse))
+	_, err := h.send("POST", acct, `{"name":"lost"}`, bearer)
+	g.Expect(err).To(HaveOccurred())
+	lost := h.sim.Tokens()[1]
+
+	var log []Request
+	g.Expect(h.control("GET", "/_sim/requests", nil, "", &log)).To(Equal(200))
+	g.Expect(log).To(HaveLen(4))
+	g.Expect(log[0].Credential).To(Equal(CredentialID(writerToken)))
+	g.Expect(log[0].CreatedTokenID).To(Equal(tok.ID))
+	g.Expect(log[1].Credential).To(Equal(CredentialID(readerToken)))
+	g.Expect(log[1].Credential).NotTo(Equal(log[0].Credential))
+	g.Expect(log[2].Credential).To(HaveLen(12))
+	g.Expect(log[2].Credential).NotTo(BeElementOf(CredentialID(writerToken), CredentialID(readerToken)))
+	g.Expect(log[3].Credential).To(Equal(CredentialID(writerToken)))
+	g.Expect(log[3].CreatedTokenID).To(Equal(lost.ID), "a create whose response was dropped still names its token")
+
+	raw, err := json.Marshal(log)
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, s := range []string{writerToken, readerToken, globalKey, keyEmail} {
+		g.Expect(string(raw)).NotTo(ContainSubstring(s))
+	}
 }

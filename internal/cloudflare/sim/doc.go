@@ -14,7 +14,8 @@
 //     200 if Access would let them in, else 403), GET /_sim/stats,
 //     GET and PUT /_sim/faults, DELETE /_sim/tokens/{id} (out-of-band delete),
 //     POST /_sim/tokens/{id}/rotate (out-of-band rotation, no grace),
-//     POST /_sim/reset-stats, GET /_sim/requests, GET /_sim/issued-secrets.
+//     POST /_sim/reset-stats, GET /_sim/requests (each request with the
+//     CredentialID that made it, never the credential), GET /_sim/issued-secrets.
 //
 // The Go API offers the same oracle: Tokens, Verify, Stats, RequestLog,
 // IssuedSecrets, SetFaults, DeleteTokenOutOfBand, UpdateTokenOutOfBand, RotateTokenOutOfBand and

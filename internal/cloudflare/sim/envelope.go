@@ -88,6 +88,8 @@ type response struct {
 	// secret is the client_secret in body, if any, so the server can note it
 	// in IssuedSecrets once it has really been sent.
 	secret string
+	// created is the ID of the token a create made (for the request log).
+	created string
 }
 
 func ok(status int, result any) response {

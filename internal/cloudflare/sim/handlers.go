@@ -232,7 +232,9 @@ func (s *Server) create(rt route, body []byte) response {
 	t.ID, t.ClientID, t.ClientSecret = s.ids.uuid(), s.ids.clientID(), s.ids.secret()
 	s.st.insert(t)
 	s.mu.Unlock()
-	return withSecret(http.StatusCreated, t)
+	resp := withSecret(http.StatusCreated, t)
+	resp.created = t.ID
+	return resp
 }
 
 func (s *Server) update(rt route, body []byte) response {

@@ -145,7 +145,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // a test that has its answer can trust the oracle at once.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	rt := parseRoute(r.Method, r.URL.Path)
-	rec := Request{Time: s.now(), Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Op: rt.op}
+	rec := Request{Time: s.now(), Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Op: rt.op,
+		Credential: credentialOf(r.Header)}
 
 	sleep(r.Context(), s.opts.Latency)
 	kind, f := s.drawFault(rt.op)
@@ -172,6 +173,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 
 	resp := s.handle(r, rt, &rec)
+	rec.CreatedTokenID = resp.created
 	if kind == FaultDropResponse {
 		// The change is committed; the client never hears of it.
 		s.record(rec)

@@ -7,7 +7,8 @@ import (
 )
 
 // Request is one /client/v4 request as the RequestLog keeps it. It holds no
-// credential, body or secret.
+// credential, body or secret: the credential only as CredentialID, a
+// one-way hash, so a test can tell which client made a request.
 type Request struct {
 	Time   time.Time `json:"time"`
 	Method string    `json:"method"`
@@ -17,6 +18,12 @@ type Request struct {
 	// Status is 0 when no response was sent (reset or dropped connection).
 	Status int       `json:"status"`
 	Fault  FaultKind `json:"fault,omitempty"`
+	// Credential is the CredentialID of the request's API token (or legacy
+	// key), whether or not it was accepted; empty without one.
+	Credential string `json:"credential,omitempty"`
+	// CreatedTokenID is the token a create made, also when the response was
+	// dropped by a fault.
+	CreatedTokenID string `json:"created_token_id,omitempty"`
 
 	rateLimited bool // a 429 from the budget, not from a fault
 	lockedOut   bool // this request started a lockout
