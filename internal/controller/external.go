@@ -163,6 +163,10 @@ func (r *ServiceTokenReconciler) adoptRequested(ctx context.Context, s *scope) e
 	}
 	r.adopt(s, t)
 	r.Inventory.Put(s.acct.Shared, s.acct.Scope, t)
+	// Vouched for at once: until the rotation below stores a secret, nothing
+	// else proves it ours (an explicit spec.tokenName carries no marker), and
+	// an interrupted adoption must carry on, not stop at TokenNotOwned.
+	st.Status.OwnershipProof = s.acct.Client.Vouch(string(st.UID), t.ID)
 	st.Status.AdoptedTokenID = id
 	s.adopting = true
 	r.event(s, corev1.EventTypeNormal, "Adopted", "Adopt",

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/servicetoken-operator/servicetoken-operator/api/v1alpha1"
+	cf "github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare"
 	"github.com/servicetoken-operator/servicetoken-operator/internal/cloudflare/sim"
 )
 
@@ -20,12 +21,7 @@ var _ = Describe("Changes made outside the operator", func() {
 		ns string
 		op *operator
 	)
-	BeforeEach(func() {
-		ns = newNamespace(nil)
-		Expect(k8s.Create(ctx(), cfAccount(ns, "cf"))).To(Succeed())
-		op = startOperator(ns, Options{DriftCheckPeriod: drift})
-		DeferCleanup(func() { op.stop() })
-	})
+	withOperator(&ns, &op, Options{DriftCheckPeriod: drift})
 
 	It("heals a rotation made in the dashboard within two drift periods: the Secret works again, same token", func() {
 		st := serviceToken(ns, "rotated-upstream")
@@ -91,12 +87,7 @@ var _ = Describe("Adoption and Orphan", func() {
 		ns string
 		op *operator
 	)
-	BeforeEach(func() {
-		ns = newNamespace(nil)
-		Expect(k8s.Create(ctx(), cfAccount(ns, "cf"))).To(Succeed())
-		op = startOperator(ns, Options{})
-		DeferCleanup(func() { op.stop() })
-	})
+	withOperator(&ns, &op, Options{})
 
 	adopting := func(name, id string) *v1alpha1.ServiceToken {
 		return serviceToken(ns, name, func(st *v1alpha1.ServiceToken) {
@@ -121,6 +112,29 @@ var _ = Describe("Adoption and Orphan", func() {
 
 		// Acted on once: the annotation may stay.
 		Consistently(func() int { return callsOn(sim.OpRotate, id) }, 2*time.Second, 200*time.Millisecond).Should(Equal(1))
+	})
+
+	It("finishes an adoption under an explicit tokenName whose first rotation failed: the proof recorded at adoption carries it", func() {
+		id, terraform := foreignToken("made-by-terraform " + ns)
+		failures := 1
+		op.hooks.mu.Lock()
+		op.hooks.beforeRotate = func() error {
+			if failures == 0 {
+				return nil
+			}
+			failures--
+			return &cf.Error{Kind: cf.KindTransient, Op: "rotate", Message: "injected by test"}
+		}
+		op.hooks.mu.Unlock()
+		st := adopting("adopter-named", id)
+		st.Spec.TokenName = "adopted " + ns
+		Expect(k8s.Create(ctx(), st)).To(Succeed())
+		st = waitReady(st)
+		Expect(st.Status.TokenID).To(Equal(id))
+		Expect(op.events.reasons(st)).NotTo(ContainElement(v1alpha1.ReasonTokenNotOwned))
+		Expect(callsOn(sim.OpRotate, id)).To(Equal(1), "the failed attempt never reached Cloudflare")
+		Expect(credentialOf(st).works()).To(BeTrue())
+		Expect(terraform.works()).To(BeTrue(), "the old secret keeps its grace period")
 	})
 
 	It("refuses a token that does not exist in the account, or that another ServiceToken made, and creates nothing", func() {

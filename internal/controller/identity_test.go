@@ -53,12 +53,7 @@ var _ = Describe("Token identity and ownership", func() {
 		ns string
 		op *operator
 	)
-	BeforeEach(func() {
-		ns = newNamespace(nil)
-		Expect(k8s.Create(ctx(), cfAccount(ns, "cf"))).To(Succeed())
-		op = startOperator(ns, Options{})
-		DeferCleanup(func() { op.stop() })
-	})
+	withOperator(&ns, &op, Options{})
 
 	It("names a token <namespace>/<name>#<uid>, and <namespace>/<name>@<cluster>#<uid> with --cluster-name", func() {
 		plain := serviceToken(ns, "plain")

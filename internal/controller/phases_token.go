@@ -108,7 +108,7 @@ func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) erro
 			r.noticeDeleted(s, id)
 		}
 	}
-	if s.token != nil && !s.adopting && !s.owns(*s.token) {
+	if s.token != nil && !s.owns(*s.token) {
 		return s.notOwned(*s.token)
 	}
 	r.noticeExternalChange(s)
