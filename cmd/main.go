@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	goruntime "runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -97,6 +98,12 @@ func main() {
 		// CPU for less peak heap (docs/performance.md). GOGC and GOMEMLIMIT
 		// in the environment still win.
 		debug.SetGCPercent(defaultGCPercent)
+	}
+	if o.pprofAddr == "" || o.pprofAddr == "0" {
+		// Nobody can read a heap profile: stop sampling for one, which
+		// keeps a record per distinct allocation stack for the process's
+		// life.
+		goruntime.MemProfileRate = 0
 	}
 
 	if err := run(o); err != nil {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	. "github.com/onsi/gomega"
 )
@@ -298,6 +299,25 @@ func TestMissingFieldsKeepTheLastKnownValue(t *testing.T) {
 
 	forever := tokenFromJSON(`{"id":"f","duration":"forever","enabled":true,"name":"n","created_at":"2026-01-02T03:04:05Z","updated_at":"2026-01-02T03:04:05Z"}`)
 	g.Expect(forever.Knows(FieldExpiresAt)).To(BeTrue(), "a forever token's absent expiry is known: none")
+}
+
+// A token read from a list page must not point into it: the inventory keeps
+// tokens for hours, and a substring would keep the whole page alive.
+func TestTokenFromJSONKeepsNoPartOfTheAnswer(t *testing.T) {
+	g := NewWithT(t)
+	raw := `{"id":"4a7b0c2e-0000-4000-8000-000000000001","client_id":"0123456789abcdef0123456789abcdef.access",` +
+		`"name":"ns/app#1f0c7a0e-1111-4222-8333-444455556666","duration":"8760h","enabled":true}`
+	start := uintptr(unsafe.Pointer(unsafe.StringData(raw)))
+	within := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		return p >= start && p < start+uintptr(len(raw))
+	}
+	tok := tokenFromJSON(raw)
+	g.Expect(tok.Name).To(Equal("ns/app#1f0c7a0e-1111-4222-8333-444455556666"))
+	for field, s := range map[string]string{"id": tok.ID, "client_id": tok.ClientID, "name": tok.Name, "duration": tok.Duration} {
+		g.Expect(s).NotTo(BeEmpty(), field)
+		g.Expect(within(s)).To(BeFalse(), "%s points into the raw answer", field)
+	}
 }
 
 // Vouch's proofs depend on the credentials and on every part, survive a new

@@ -85,6 +85,13 @@ func internShared(in any, obj metav1.Object) {
 	case *corev1.Secret:
 		o.Type = corev1.SecretType(intern(string(o.Type)))
 		internKeys(o.Data, false)
+		// Our bookkeeping values that most Secrets share: the data keys
+		// written, and the digest of spec.secret's (usually empty) template.
+		for _, k := range []string{annotationDataKeys, annotationTemplate} {
+			if v, ok := o.Annotations[k]; ok {
+				o.Annotations[k] = intern(v)
+			}
+		}
 	case *v1alpha1.ServiceToken:
 		o.Spec.AccountRef.Kind, o.Spec.AccountRef.Name = intern(o.Spec.AccountRef.Kind), intern(o.Spec.AccountRef.Name)
 		o.Spec.Duration = intern(o.Spec.Duration)

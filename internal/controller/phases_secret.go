@@ -113,9 +113,21 @@ func (r *ServiceTokenReconciler) cleanupSecrets(ctx context.Context, s *scope) e
 		return nil
 	}
 	list := &corev1.SecretList{}
-	// Indexed by controller UID: this costs the object's own Secrets, not the namespace's.
+	// Indexed by controller UID: this costs the object's own Secrets, not the
+	// namespace's. The index leaves out a Secret named after its ServiceToken
+	// (the default name), so that one is looked up by name.
 	if err := r.List(ctx, list, client.InNamespace(s.st.Namespace), client.MatchingFields{secretOwnerIndex: string(s.st.UID)}); err != nil {
 		return fmt.Errorf("listing Secrets: %w", err)
+	}
+	if s.eff.SecretName != s.st.Name {
+		named := corev1.Secret{}
+		err := r.Get(ctx, client.ObjectKey{Namespace: s.st.Namespace, Name: s.st.Name}, &named)
+		if client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("reading Secret %s: %w", s.st.Name, err)
+		}
+		if err == nil {
+			list.Items = append(list.Items, named)
+		}
 	}
 	for i := range list.Items {
 		old := &list.Items[i]

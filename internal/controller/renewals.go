@@ -24,8 +24,8 @@ const replanEvery = 500 * time.Millisecond
 // (schedule.PlanRenewals): when many tokens come due together, the run starts
 // early enough, in order, that the budget covers every one of them
 // before it expires. Each ServiceToken registers its own renewal time and
-// gets back its place in the plan; a waker wakes objects whose place moved
-// earlier than the requeue they were given.
+// gets back its place in the plan; a waker wakes each object when its planned
+// start comes, in plan order (its own requeue is only the fallback).
 type Renewals struct {
 	clock clock.PassiveClock
 
@@ -89,7 +89,7 @@ func (p *Renewals) Plan(account string, owner types.NamespacedName, r schedule.R
 	if at, ok := a.planned[r.Key]; ok {
 		return at
 	}
-	return r.At // not planned yet: the waker wakes it if the plan moves it earlier
+	return r.At // not planned yet: the waker wakes it at its planned time
 }
 
 // Remove forgets owner's renewal (deleted, or never expires).
@@ -125,10 +125,12 @@ func (a *renewalPlan) replan(now time.Time) {
 }
 
 // due replans what changed and returns the owners whose planned start has
-// come and lies before their own renewal time (so their requeue, set for a
-// later time, would be too late), in plan order: planned times have whole
-// seconds, and the renewals that share one still go in expiry order. Each
-// planned time wakes its owner once.
+// come, in plan order: planned times have whole seconds, and the renewals
+// that share one still go in expiry order. Each planned time wakes its owner
+// once. Every planned renewal is woken here, also one planned at its own
+// time: its requeue (a second after its renewal time, in the work queue
+// behind whatever came first) would let renewals planned after it, woken
+// here, overtake it.
 func (p *Renewals) due() []types.NamespacedName {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -144,7 +146,7 @@ func (p *Renewals) due() []types.NamespacedName {
 		}
 		for owner, r := range a.entries {
 			at, ok := a.planned[r.Key]
-			if !ok || at.After(now) || !at.Before(r.At) || a.woken[owner].Equal(at) {
+			if !ok || at.After(now) || a.woken[owner].Equal(at) {
 				continue
 			}
 			a.woken[owner] = at

@@ -69,5 +69,7 @@ func TestRenewalsWakeInPlanOrder(t *testing.T) {
 	for _, o := range p.due() {
 		got = append(got, o.Name)
 	}
-	g.Expect(got).To(Equal([]string{"a", "b", "c", "d", "e", "f", "g", "h", "i"}), "j keeps its own time: its requeue wakes it")
+	g.Expect(got).To(Equal([]string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}),
+		"j keeps its own time and is woken with the others, after them")
+	g.Expect(p.due()).To(BeEmpty(), "each planned time wakes its owner once")
 }

@@ -242,6 +242,29 @@ var _ = Describe("A ServiceToken", func() {
 		Expect(tokenIDs(tokenName(st))).To(BeEmpty(), "no token is created that could not be stored")
 	})
 
+	It("deletes the Secrets it controls under another name, its own default name included", func() {
+		st := serviceToken(ns, "leftover", func(st *v1alpha1.ServiceToken) { st.Spec.Secret = &v1alpha1.SecretTemplate{Name: "leftover-creds"} })
+		Expect(k8s.Create(ctx(), st)).To(Succeed())
+		st = waitReady(st)
+		// What a crash between writing the moved Secret and deleting the old
+		// one leaves: old Secrets it controls, under the default name (which
+		// the owner index leaves out) and under an earlier spec.secret.name.
+		ctrlRef := *metav1.NewControllerRef(st, v1alpha1.GroupVersion.WithKind("ServiceToken"))
+		for _, name := range []string{"leftover", "leftover-old"} {
+			Expect(k8s.Create(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name,
+				Labels: map[string]string{v1alpha1.LabelManaged: "true"}, OwnerReferences: []metav1.OwnerReference{ctrlRef}},
+				StringData: map[string]string{"client_id": "old.access", "client_secret": "old"}})).To(Succeed())
+		}
+		poke(st)
+		for _, name := range []string{"leftover", "leftover-old"} {
+			Eventually(func() bool {
+				return apierrors.IsNotFound(k8s.Get(ctx(), client.ObjectKey{Namespace: ns, Name: name}, &corev1.Secret{}))
+			}, timeout, interval).Should(BeTrue(), "old Secret %s", name)
+		}
+		Expect(credentialOf(waitReady(st)).works()).To(BeTrue(), "the current Secret stays")
+		Expect(secretOf(st).Name).To(Equal("leftover-creds"))
+	})
+
 	It("restores a deleted Secret by rotating, since the old secret can't be read back", func() {
 		st := serviceToken(ns, "lost-secret")
 		Expect(k8s.Create(ctx(), st)).To(Succeed())
