@@ -79,8 +79,11 @@ func (p *Renewals) Plan(account string, owner types.NamespacedName, r schedule.R
 		p.where[owner] = account
 		// The planned time was computed for the old renewal (typically the
 		// one just done, so it lies in the past): handing it out until the
-		// next replan would renew the same token twice.
+		// next replan would renew the same token twice. Its wake is done
+		// with too: the waker now wakes every renewal, so keeping it would
+		// hold an entry per renewed token.
 		delete(a.planned, r.Key)
+		delete(a.woken, owner)
 	}
 	now := p.clock.Now()
 	if a.dirty && now.Sub(a.at) >= replanEvery {

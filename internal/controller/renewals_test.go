@@ -73,3 +73,19 @@ func TestRenewalsWakeInPlanOrder(t *testing.T) {
 		"j keeps its own time and is woken with the others, after them")
 	g.Expect(p.due()).To(BeEmpty(), "each planned time wakes its owner once")
 }
+
+// A renewal's wake record is dropped once it has registered its next one:
+// woken holds only renewals still in progress, not one entry per token.
+func TestRenewalsForgetAWakeOnceRenewed(t *testing.T) {
+	g := NewWithT(t)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakePassiveClock(t0)
+	p := NewRenewals(clk)
+	owner := types.NamespacedName{Namespace: "ns", Name: "a"}
+	p.Plan("acct", owner, schedule.Renewal{At: t0.Add(time.Minute), Deadline: t0.Add(2 * time.Minute), Cost: 1}, time.Second)
+	clk.SetTime(t0.Add(time.Minute))
+	g.Expect(p.due()).To(ConsistOf(owner))
+	g.Expect(p.due()).To(BeEmpty(), "woken once")
+	p.Plan("acct", owner, schedule.Renewal{At: t0.Add(time.Hour), Deadline: t0.Add(2 * time.Hour), Cost: 1}, time.Second)
+	g.Expect(p.accounts["acct"].woken).To(BeEmpty())
+}
