@@ -11,11 +11,15 @@ import (
 	"github.com/servicetoken-operator/servicetoken-operator/internal/schedule"
 )
 
-func TestRenewalsPlanPullsADenseRunEarlier(t *testing.T) {
-	g := NewWithT(t)
+// newTestRenewals is a planner on a fake clock set to t0.
+func newTestRenewals(t *testing.T) (*WithT, time.Time, *clocktesting.FakePassiveClock, *Renewals) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	clk := clocktesting.NewFakePassiveClock(t0)
-	p := NewRenewals(clk)
+	return NewWithT(t), t0, clk, NewRenewals(clk)
+}
+
+func TestRenewalsPlanPullsADenseRunEarlier(t *testing.T) {
+	g, t0, clk, p := newTestRenewals(t)
 	// Three renewals due at the same second, one call per 10s: the first
 	// two must start 20s and 10s early for the last to make its time.
 	at := t0.Add(time.Hour)
@@ -33,10 +37,7 @@ func TestRenewalsPlanPullsADenseRunEarlier(t *testing.T) {
 // replanned, it must get its new time, not the plan of the renewal it just
 // did (which lies in the past and would renew it again at once).
 func TestRenewalsChangedEntryNeverGetsAStalePlan(t *testing.T) {
-	g := NewWithT(t)
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clk := clocktesting.NewFakePassiveClock(t0)
-	p := NewRenewals(clk)
+	g, t0, clk, p := newTestRenewals(t)
 	owner := types.NamespacedName{Namespace: "ns", Name: "a"}
 	first := schedule.Renewal{At: t0.Add(time.Minute), Deadline: t0.Add(2 * time.Minute), Cost: 1}
 	g.Expect(p.Plan("acct", owner, first, time.Second)).To(Equal(first.At))
@@ -52,10 +53,7 @@ func TestRenewalsChangedEntryNeverGetsAStalePlan(t *testing.T) {
 }
 
 func TestRenewalsWakeInPlanOrder(t *testing.T) {
-	g := NewWithT(t)
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clk := clocktesting.NewFakePassiveClock(t0)
-	p := NewRenewals(clk)
+	g, t0, clk, p := newTestRenewals(t)
 	// Ten renewals at the same own time, 100ms of budget each: the plan pulls
 	// them into the same few seconds; they must be woken in expiry order.
 	at := t0.Add(time.Minute)
@@ -77,10 +75,7 @@ func TestRenewalsWakeInPlanOrder(t *testing.T) {
 // A renewal's wake record is dropped once it has registered its next one:
 // woken holds only renewals still in progress, not one entry per token.
 func TestRenewalsForgetAWakeOnceRenewed(t *testing.T) {
-	g := NewWithT(t)
-	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clk := clocktesting.NewFakePassiveClock(t0)
-	p := NewRenewals(clk)
+	g, t0, clk, p := newTestRenewals(t)
 	owner := types.NamespacedName{Namespace: "ns", Name: "a"}
 	p.Plan("acct", owner, schedule.Renewal{At: t0.Add(time.Minute), Deadline: t0.Add(2 * time.Minute), Cost: 1}, time.Second)
 	clk.SetTime(t0.Add(time.Minute))
