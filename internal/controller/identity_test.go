@@ -253,6 +253,38 @@ var _ = Describe("Token identity and ownership", func() {
 		Expect(exists).To(BeFalse(), "deleted with the ServiceToken: the proof is enough")
 	})
 
+	It("keeps proving a token renamed to spec.tokenName when the reconcile fails after the rename and the Secret is then lost", func() {
+		name := "renamed " + ns
+		st := serviceToken(ns, "renamed", func(st *v1alpha1.ServiceToken) { st.Spec.TokenName = name })
+		// The rename off the marked name is applied but its answer lost, and
+		// the Secret is deleted before the next reconcile: neither the name
+		// nor the Secret shows the token is this object's any more.
+		renamed := make(chan struct{})
+		op.hooks.afterUpdate = func() error {
+			defer GinkgoRecover()
+			Expect(k8s.Delete(ctx(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: st.Name}})).To(Succeed())
+			close(renamed)
+			return lostResponse()
+		}
+		Expect(k8s.Create(ctx(), st)).To(Succeed())
+		Eventually(renamed, timeout).Should(BeClosed())
+		// A new leader: nothing of the first one's memory (its list still
+		// shows the marked name).
+		op.stop()
+		op = startOperator(ns, Options{})
+		st = waitFor(st, "Ready, its lost secret replaced", func(st *v1alpha1.ServiceToken) bool {
+			return isReady(st) && st.Status.TokenID != "" && callsOn(sim.OpRotate, st.Status.TokenID) == 1
+		})
+		id := st.Status.TokenID
+		Expect(tokenIDs(name)).To(ConsistOf(id), "the token kept its ID and has the new name")
+		Expect(op.events.reasons(st)).NotTo(ContainElement(v1alpha1.ReasonTokenNotOwned))
+		Eventually(func() bool { return credentialOf(st).works() }, timeout, interval).Should(BeTrue())
+
+		deleteAndWait(st)
+		_, exists := simToken(id)
+		Expect(exists).To(BeFalse(), "deleted with the ServiceToken, not left in Cloudflare")
+	})
+
 	It("does not rotate, renew, update or delete a foreign token that status.tokenID is pointed at", func() {
 		st := serviceToken(ns, "pointed")
 		Expect(k8s.Create(ctx(), st)).To(Succeed())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -131,6 +132,9 @@ func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) erro
 	if !changed {
 		return nil
 	}
+	if err := r.proveBeforeRename(ctx, s, spec.Name); err != nil {
+		return err
+	}
 	t, err := s.acct.Client.Update(ctx, s.acct.Scope, s.token.ID, spec)
 	if err != nil {
 		forgetUpdate(s.st)
@@ -139,6 +143,26 @@ func (r *ServiceTokenReconciler) ensureToken(ctx context.Context, s *scope) erro
 	r.stored(s, t)
 	s.progress = v1alpha1.ReasonUpdating
 	r.event(s, corev1.EventTypeNormal, "Updated", "Update", "updated token %s in place (name, duration or enabled)", t.ID)
+	return nil
+}
+
+// proveBeforeRename writes status.ownershipProof before a rename takes the
+// owner marker off the token's name. Until then the marker and the Secret
+// are what prove the token ours, and the Secret can be deleted: a reconcile
+// that failed after the rename (before vouchToken) would leave a token
+// nothing proves, never renewed again and left behind on deletion (make
+// chaos found one). Once per token: the proof does not depend on the name.
+func (r *ServiceTokenReconciler) proveBeforeRename(ctx context.Context, s *scope, name string) error {
+	if !s.marked(*s.token) || strings.HasSuffix(name, v1alpha1.OwnerMarker(s.st.UID)) {
+		return nil
+	}
+	s.vouch()
+	if s.base.Status.OwnershipProof == s.st.Status.OwnershipProof {
+		return nil // already stored
+	}
+	if err := r.patchStatus(ctx, s); err != nil {
+		return fmt.Errorf("recording the ownership proof of token %s before renaming it: %w", s.token.ID, err)
+	}
 	return nil
 }
 

@@ -113,6 +113,9 @@ type hooks struct {
 	mu          sync.Mutex
 	afterCreate func() error
 	afterRotate func() error
+	// afterUpdate runs once Cloudflare applied an update, in place of its
+	// response.
+	afterUpdate func() error
 	// beforeRotate fails a rotate before it reaches Cloudflare.
 	beforeRotate func() error
 	// whileRotating runs once Cloudflare committed a rotate, with the
@@ -220,6 +223,9 @@ func (c hookedClient) Update(ctx context.Context, s cf.Scope, id string, spec cf
 		return cf.Token{}, &cf.Error{Kind: cf.KindTransient, Op: "update", HTTPStatus: 503, Message: "service unavailable (injected by test)"}
 	}
 	t, err := c.Client.Update(ctx, s, id, spec)
+	if hook := take(c.h, &c.h.afterUpdate); err == nil && hook != nil {
+		return cf.Token{}, hook()
+	}
 	return c.lean(t), err
 }
 
