@@ -146,6 +146,8 @@ type tracker struct {
 	lastSnapshot time.Time               // when the last snapshot started
 	churnDeleted map[string]bool         // token IDs and "client:"+client IDs the churn deleted in Cloudflare
 	secretLost   map[types.UID]time.Time // the last time the churn deleted or edited a ServiceToken's Secret
+	stDeleted    map[types.UID]bool      // ServiceTokens the churn deletes (noted before it does)
+	deletedAhead int                     // failures excused by a deletion the last snapshot did not show yet
 	sampled      int                     // distinct handed-out pairs seen
 	successors   int                     // replacements under a grace period > 0
 	excused      map[string]int
@@ -154,7 +156,23 @@ type tracker struct {
 
 func newTracker() *tracker {
 	return &tracker{current: map[types.UID]*held{}, replaced: map[pairKey]bool{}, views: map[types.UID]*stView{},
-		churnDeleted: map[string]bool{}, secretLost: map[types.UID]time.Time{}, excused: map[string]int{}}
+		churnDeleted: map[string]bool{}, secretLost: map[types.UID]time.Time{}, stDeleted: map[types.UID]bool{}, excused: map[string]int{}}
+}
+
+// noteServiceTokenDeletion records that the churn deletes a ServiceToken,
+// before it does. The operator then deletes its tokens within milliseconds,
+// often between a snapshot (which still shows the ServiceToken live) and
+// the verify that follows it: the snapshot alone would call that an early
+// revocation. A deletion that did not happen after all is noted back
+// (deleting false).
+func (t *tracker) noteServiceTokenDeletion(uid types.UID, deleting bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if deleting {
+		t.stDeleted[uid] = true
+	} else {
+		delete(t.stDeleted, uid)
+	}
 }
 
 // noteSecretLost records that the churn deletes or edits a ServiceToken's
@@ -248,7 +266,14 @@ func (t *tracker) judge(p *retiring, failedAt time.Time, tok *harness.SimToken) 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	deleted := t.churnDeleted[p.tokenID] || t.churnDeleted["client:"+p.clientID]
-	excuse, final, cause := classify(p, t.views[p.uid], tok, deleted, failedAt)
+	v := t.views[p.uid]
+	if t.stDeleted[p.uid] {
+		if v != nil && !v.deleting && !p.done && p.excused != excuseDeleted {
+			t.deletedAhead++
+		}
+		v = nil // being deleted, whatever the last snapshot showed
+	}
+	excuse, final, cause := classify(p, v, tok, deleted, failedAt)
 	// The loss may precede the successor the sampler saw: when the churn
 	// corrupts a fresh secret before any snapshot shows it, the recovery's
 	// secret is the first successor seen. Any loss while the pair was held
@@ -474,10 +499,11 @@ func (r *run) finishContinuity(ctx context.Context, since time.Time) error {
 	c.mu.Unlock()
 	r.res.Violations[violationHeldRevoked] += 0
 	if len(cands) > 0 {
-		drops, err := r.droppedRotates(since)
-		if err != nil {
+		var log []sim.Request
+		if err := r.simGet("/_sim/requests", &log); err != nil {
 			return fmt.Errorf("reading the simulator's request log: %w", err)
 		}
+		drops := r.droppedRotates(log, since)
 		lost, err := r.rotationLostEvents(ctx)
 		if err != nil {
 			return fmt.Errorf("listing RotationLost events: %w", err)
@@ -497,11 +523,16 @@ func (r *run) finishContinuity(ctx context.Context, since time.Time) error {
 				r.res.LostRotateRevocations++
 				continue
 			}
-			r.violation(violationHeldRevoked, "%s", describeCandidate(cand))
+			what := describeCandidate(cand)
+			if cand.cause == causeTokenGone {
+				what += "; " + r.deletedBy(log, cand.tokenID)
+			}
+			r.violation(violationHeldRevoked, "%s", what)
 		}
 	}
-	r.cfg.Logf("chaos: secret continuity: %d handed-out secrets sampled, %d successors under a grace period, %d candidates (%d lost rotates)",
-		c.sampled, c.successors, len(cands), r.res.LostRotateRevocations)
+	r.cfg.Logf("chaos: secret continuity: %d handed-out secrets sampled, %d successors under a grace period, %d candidates (%d lost rotates); "+
+		"%d failures excused by a ServiceToken deletion the last snapshot did not show yet",
+		c.sampled, c.successors, len(cands), r.res.LostRotateRevocations, c.deletedAhead)
 	if c.successors == 0 {
 		return fmt.Errorf("secret continuity: no handed-out secret was replaced under a grace period (%d sampled), so the check asserted nothing", c.sampled)
 	}
@@ -519,12 +550,44 @@ func describeCandidate(c *candidate) string {
 		c.deadline.Sub(c.failedAt).Round(time.Second), c.grace, c.writtenAfter.UTC().Format(time.RFC3339), c.cause)
 }
 
-// droppedRotates returns the rotates whose responses the simulator dropped.
-func (r *run) droppedRotates(since time.Time) ([]sim.Request, error) {
-	var log []sim.Request
-	if err := r.simGet("/_sim/requests", &log); err != nil {
-		return nil, err
+// deletedBy says who deleted token id through the API, from the
+// simulator's request log, so that a revoked secret's report names the
+// culprit: a first-cluster manager (with the credentials of which
+// account), the second cluster, or nobody through the API (the churn
+// deletes through /_sim).
+func (r *run) deletedBy(log []sim.Request, id string) string {
+	if id == "" {
+		return "the token's ID is unknown"
 	}
+	who := map[string]string{}
+	for i, ns := range append(append([]string{}, namespaces...), systemNS) {
+		if i < len(r.apiTokens) {
+			who[sim.CredentialID(r.apiTokens[i])] = "a first-cluster manager with the credentials of " + ns
+		}
+	}
+	if r.second != nil {
+		who[sim.CredentialID(r.second.apiToken)] = "the second cluster's manager"
+	}
+	var out []string
+	for _, q := range log {
+		if q.Op != sim.OpDelete || !strings.HasSuffix(q.Path, "/service_tokens/"+id) {
+			continue
+		}
+		by := who[q.Credential]
+		if by == "" {
+			by = "an unknown credential"
+		}
+		out = append(out, fmt.Sprintf("DELETE at %s by %s (HTTP %d)", q.Time.UTC().Format(time.RFC3339Nano), by, q.Status))
+	}
+	if len(out) == 0 {
+		return "no DELETE of it through the API in the simulator's request log"
+	}
+	return strings.Join(out, ", ")
+}
+
+// droppedRotates returns the rotates in the request log whose responses
+// the simulator dropped.
+func (r *run) droppedRotates(log []sim.Request, since time.Time) []sim.Request {
 	if len(log) > 0 && log[0].Time.After(since) {
 		r.cfg.Logf("chaos: the simulator's request log starts at %s (trimmed): earlier lost rotates cannot be matched", log[0].Time.Format(time.RFC3339))
 	}
@@ -534,7 +597,7 @@ func (r *run) droppedRotates(since time.Time) ([]sim.Request, error) {
 			out = append(out, q)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // rotationLostEvents lists the operator's RotationLost Warning events about

@@ -152,6 +152,28 @@ func TestJudgeCountsExcusesOnceAndRecordsCandidates(t *testing.T) {
 	}
 }
 
+// The operator deletes a deleted ServiceToken's token within milliseconds,
+// often after the snapshot that still shows the ServiceToken live: what the
+// churn noted before deleting it excuses the failure, not the snapshot.
+func TestADeletionTheSnapshotDidNotShowYetIsExcused(t *testing.T) {
+	for _, noted := range []bool{false, true} {
+		tr := newTracker()
+		g := time.Minute
+		tr.observe(t0, testViews(testPair("s1", t0), g))
+		tr.observe(t0.Add(time.Second), testViews(testPair("s2", t0.Add(time.Second)), g))
+		if noted {
+			tr.noteServiceTokenDeletion(testUID, true)
+		}
+		p := tr.due(t0.Add(2 * time.Second))[0]
+		tr.judge(p, t0.Add(2*time.Second), nil) // the token is gone; the last snapshot shows the ServiceToken live
+		excused := tr.excused[excuseDeleted] == 1 && len(tr.candidates) == 0 && p.done
+		if excused != noted || tr.deletedAhead != len(tr.stDeleted) {
+			t.Fatalf("deletion noted %v: excused %v (excuses %v, %d candidates, %d counted as ahead of the snapshot)",
+				noted, excused, tr.excused, len(tr.candidates), tr.deletedAhead)
+		}
+	}
+}
+
 func TestLostRotatesAreToldApartFromViolations(t *testing.T) {
 	c := &candidate{retiring: &retiring{held: testPair("s1", t0)}, failedAt: t0.Add(time.Minute), tokenID: "tok-1"}
 	rotate := func(id string, at time.Time) []sim.Request {

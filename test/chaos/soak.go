@@ -366,10 +366,12 @@ func (r *run) do(ctx context.Context, op string, t *tracked) error {
 			}
 		}
 		r.stMu.Unlock()
+		r.cont.noteServiceTokenDeletion(st.UID, true)
 		if err := c.Delete(ctx, st); err != nil && !apierrors.IsNotFound(err) {
 			// The delete may have happened all the same (a timeout while the
 			// API server restarts): then it is no longer ours to keep alive.
 			if live := st.DeepCopy(); r.exists(ctx, live) && !r.deleting(ctx, live) {
+				r.cont.noteServiceTokenDeletion(st.UID, false)
 				return err
 			}
 		}
