@@ -268,7 +268,7 @@ func (t *tracker) judge(p *retiring, failedAt time.Time, tok *harness.SimToken) 
 	deleted := t.churnDeleted[p.tokenID] || t.churnDeleted["client:"+p.clientID]
 	v := t.views[p.uid]
 	if t.stDeleted[p.uid] {
-		if v != nil && !v.deleting && !p.done && p.excused != excuseDeleted {
+		if v != nil && !v.deleting && p.excused != excuseDeleted { // judge sees only pairs not done
 			t.deletedAhead++
 		}
 		v = nil // being deleted, whatever the last snapshot showed
@@ -493,6 +493,7 @@ func (r *run) finishContinuity(ctx context.Context, since time.Time) error {
 	c.mu.Lock()
 	cands := append([]*candidate(nil), c.candidates...)
 	r.res.HeldSecretsSampled, r.res.SuccessorEvents = c.sampled, c.successors
+	ahead := c.deletedAhead
 	for k, n := range c.excused {
 		r.res.ContinuityExcused[k] = n
 	}
@@ -532,9 +533,10 @@ func (r *run) finishContinuity(ctx context.Context, since time.Time) error {
 	}
 	r.cfg.Logf("chaos: secret continuity: %d handed-out secrets sampled, %d successors under a grace period, %d candidates (%d lost rotates); "+
 		"%d failures excused by a ServiceToken deletion the last snapshot did not show yet",
-		c.sampled, c.successors, len(cands), r.res.LostRotateRevocations, c.deletedAhead)
-	if c.successors == 0 {
-		return fmt.Errorf("secret continuity: no handed-out secret was replaced under a grace period (%d sampled), so the check asserted nothing", c.sampled)
+		r.res.HeldSecretsSampled, r.res.SuccessorEvents, len(cands), r.res.LostRotateRevocations, ahead)
+	if r.res.SuccessorEvents == 0 {
+		return fmt.Errorf("secret continuity: no handed-out secret was replaced under a grace period (%d sampled), so the check asserted nothing",
+			r.res.HeldSecretsSampled)
 	}
 	return nil
 }
